@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from agent.config import Config, ConfigError, load_config
 
@@ -88,11 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _optional_command_modules() -> list[object]:
+def _optional_command_modules() -> list[Any]:
     """Command groups of other packages; each has ``register(sub)``."""
     import importlib
 
-    mods = []
+    mods: list[Any] = []
     for name in ("simulator.cli", "connectors.probe", "agent.audit_cli"):
         try:
             mods.append(importlib.import_module(name))
@@ -115,7 +116,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

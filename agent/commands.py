@@ -1,9 +1,201 @@
-"""Core agent commands: ``run``, ``once``, ``demo``."""
+"""Core agent commands: ``run`` (the daemon), ``once`` (dry run) and ``demo`` (everything on loopback)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+import polars as pl
+
+from agent.cli import EXIT_OK, CliError, add_config_arg, config_from_args
+from agent.config import Config, MqttSection, parse_config
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the core agent commands to the ``kilnwatch`` parser."""
+    p = sub.add_parser("run", help="run the agent daemon (what systemd starts)")
+    add_config_arg(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("once", help="poll every source once, print the signals and KPIs, exit")
+    add_config_arg(p)
+    p.set_defaults(func=cmd_once)
+
+    p = sub.add_parser(
+        "demo",
+        help="simulated plant + agent + MQTT broker on loopback with a live terminal view",
+        description="Runs the bundled simulated plant (Modbus TCP + OPC UA on loopback), the agent "
+        "polling it, DuckDB storage, an embedded MQTT broker and a live view. Ctrl-C stops it.",
+    )
+    p.add_argument("--minutes", type=float, default=None, help="stop by itself after N minutes")
+    p.add_argument("--db", default=None, help="DuckDB file to keep (default: a temporary file)")
+    p.add_argument("--scenario", default="normal", help="simulator scenario(s), e.g. false_air_leak@2m")
+    p.add_argument("--speed", type=float, default=1.0, help="simulated time runs X times faster")
+    p.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
+    p.add_argument("--evaluate-every-secs", type=float, default=5.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_demo)
+
+
+def _install_stop_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+# ------------------------------------------------------------------ run
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    _check_rules(cfg)
+    asyncio.run(_run(cfg))
+    return EXIT_OK
+
+
+def _check_rules(cfg: Config) -> None:
+    from rules.engine import RulePackError, load_rules
+
+    try:
+        load_rules(cfg)
+    except RulePackError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _run(cfg: Config) -> None:
+    from agent.pipeline import Agent
+
+    stop = asyncio.Event()
+    _install_stop_handlers(stop)
+    agent = Agent(cfg)
+    log.warning(
+        "kilnwatch agent for site %s: %d source(s), %d asset(s), database %s",
+        cfg.agent.site,
+        len(agent.connectors),
+        len(cfg.assets),
+        cfg.agent.db_path,
+    )
+    await agent.run(stop)
+
+
+# ------------------------------------------------------------------ once
+def cmd_once(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    frame = asyncio.run(_read_all_once(cfg))
+    from rich.console import Console
+
+    console = Console()
+    _print_frame(console, frame)
+    _print_kpis(console, cfg, frame)
+    bad = frame.filter(pl.col("quality") != "good").height
+    return EXIT_OK if bad == 0 else 1
+
+
+async def _read_all_once(cfg: Config) -> pl.DataFrame:
+    from connectors import make_connector
+    from connectors.base import empty_samples
+
+    frames = await asyncio.gather(*(make_connector(s).read_once() for s in cfg.sources if s.enabled))
+    frame: pl.DataFrame = pl.concat([empty_samples(), *frames], how="vertical")
+    return frame
+
+
+def _print_frame(console: object, frame: pl.DataFrame) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    assert isinstance(console, Console)
+    t = Table(title="signals", title_justify="left")
+    for col in ("tag", "value", "quality", "ts"):
+        t.add_column(col, justify="right" if col == "value" else "left")
+    for tag, value, quality, ts in frame.select("tag", "value", "quality", "ts").iter_rows():
+        v = "" if value is None else f"{value:,.3f}"
+        style = "" if quality == "good" else "red"
+        t.add_row(tag, v, quality, ts.isoformat(timespec="seconds"), style=style)
+    console.print(t)
+
+
+def _print_kpis(console: object, cfg: Config, frame: pl.DataFrame) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rules.engine import compute_kpis
+
+    assert isinstance(console, Console)
+    kpis = compute_kpis(cfg, frame, window_secs=60)
+    t = Table(title="KPIs from this poll", title_justify="left")
+    for col in ("asset", "kpi", "value", "unit", "reason"):
+        t.add_column(col, justify="right" if col == "value" else "left")
+    for asset, kpi, value, unit, reason in kpis.select("asset", "kpi", "value", "unit", "reason").iter_rows():
+        t.add_row(asset, kpi, "" if value is None else f"{value:,.2f}", unit or "", reason or "")
+    console.print(t)
+
+
+# ------------------------------------------------------------------ demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.minutes is not None and args.minutes <= 0:
+        raise CliError("--minutes must be positive", 2)
+    if args.speed <= 0:
+        raise CliError("--speed must be positive", 2)
+    try:
+        asyncio.run(_demo(args))
+    except ValueError as exc:  # e.g. an unknown scenario name
+        raise CliError(str(exc), 2) from None
+    return EXIT_OK
+
+
+async def _demo(args: argparse.Namespace) -> None:
+    from simulator.runner import SimulatedPlant
+
+    from agent.broker import EmbeddedBroker
+    from agent.pipeline import Agent
+
+    stop = asyncio.Event()
+    _install_stop_handlers(stop)
+    with contextlib.ExitStack() as stack:
+        if args.db:
+            db_path = Path(args.db)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="kilnwatch-demo-"))
+            db_path = Path(tmp) / "kilnwatch.duckdb"
+        async with (
+            SimulatedPlant(scenario=args.scenario, speed=args.speed) as sim,
+            EmbeddedBroker() as broker,
+        ):
+            data = tomllib.loads(sim.config_toml(db_path=str(db_path)))
+            data["agent"]["evaluate_every_secs"] = args.evaluate_every_secs
+            data["agent"]["flush_every_secs"] = 2
+            data["mqtt"] = MqttSection(url=broker.url).model_dump(exclude_none=True)
+            cfg = parse_config(data)
+            agent = Agent(cfg)
+            print(
+                f"kilnwatch demo: plant simulator on modbus 127.0.0.1:{sim.modbus_port} and "
+                f"{sim.opcua_endpoint}; MQTT broker {broker.url}\n"
+                f"  watch alerts: mosquitto_sub -h 127.0.0.1 -p {broker.port} -t 'kilnwatch/#' -v\n"
+                f"  database: {db_path}" + ("" if args.db else " (temporary; use --db to keep it)"),
+                flush=True,
+            )
+            if args.minutes is not None:
+                asyncio.get_running_loop().call_later(args.minutes * 60 / 1.0, stop.set)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(agent.run(stop), name="agent")
+                if not args.no_view and sys.stdout.isatty():
+                    from agent.view import live_view
+
+                    tg.create_task(live_view(agent, sim, stop), name="view")
+                else:
+                    from agent.view import log_view
+
+                    tg.create_task(log_view(agent, stop), name="view")
+    print(
+        f"kilnwatch demo stopped: {agent.view.samples_written} samples, "
+        f"{agent.view.kpi_rows_written} KPI rows, {len(agent.view.recent_events)} alert events"
+    )

@@ -361,7 +361,8 @@ class Config(_Strict):
         problems: list[str] = []
         names: dict[str, str] = {}
         for i, src in enumerate(self.sources):
-            for j, tag in enumerate(src.tags):
+            src_tags: Sequence[ModbusTag | OpcuaTag] = src.tags
+            for j, tag in enumerate(src_tags):
                 where = f"sources[{i}].tags[{j}].name"
                 if tag.name in names:
                     problems.append(f"{where}: tag {tag.name!r} is also defined at {names[tag.name]}")
@@ -391,7 +392,10 @@ class Config(_Strict):
         return self
 
     def all_tags(self) -> list[ModbusTag | OpcuaTag]:
-        return [t for s in self.sources for t in s.tags]
+        out: list[ModbusTag | OpcuaTag] = []
+        for s in self.sources:
+            out.extend(s.tags)
+        return out
 
     def tag_units(self) -> dict[str, str]:
         return {t.name: t.unit for t in self.all_tags()}

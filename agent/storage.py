@@ -156,4 +156,5 @@ def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame
 def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
     """Run a query and return a Polars frame."""
     # duckdb 2.0: a DB-API result has no .pl(); a relation does.
-    return con.sql(sql, params=params or None).pl()
+    frame: pl.DataFrame = con.sql(sql, params=params or None).pl()
+    return frame

@@ -1,0 +1,7 @@
+"""``python -m agent`` = ``kilnwatch``."""
+
+import sys
+
+from agent.cli import main
+
+sys.exit(main())

@@ -1,0 +1,310 @@
+"""The daemon: sources -> bounded queue -> DuckDB + recent window -> rule engine -> outbox/MQTT.
+
+Structured concurrency (STYLE.md rule 6): one ``asyncio.TaskGroup`` holds a named task per source,
+the writer, the evaluator and the MQTT link. The sample queue is bounded; when it is full a poller
+waits (backpressure), and because pollers schedule drift-free and skip missed ticks, a stuck disk
+shows up as skipped polls in the metrics rather than as unbounded memory.
+
+All DuckDB work runs on the event-loop thread (one connection, no locking); only the Polars rule
+tick is moved to a worker thread because it can take tens of milliseconds at 10k tags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import polars as pl
+
+from agent import storage
+from agent.config import Config
+from agent.metrics import AgentMetrics
+from connectors.base import Connector, Quality, empty_samples, now_utc
+
+if TYPE_CHECKING:
+    from rules.engine import RuleEngine
+
+    from agent.mqtt import MqttLink
+    from rules.alerts import AlertEvent
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX_FRAMES = 1024
+#: Flush early when this many sample rows are pending, whatever flush_every_secs says.
+FLUSH_MAX_ROWS = 200_000
+
+
+@dataclass
+class AgentView:
+    """What the terminal view and ``once`` show: plain data, updated by the agent's tasks."""
+
+    last_frames: dict[str, pl.DataFrame] = field(default_factory=dict)
+    source_up: dict[str, bool] = field(default_factory=dict)
+    latest_kpis: dict[str, dict[str, tuple[float | None, str]]] = field(default_factory=dict)
+    grades: dict[str, Any] = field(default_factory=dict)
+    open_alerts: dict[str, AlertEvent] = field(default_factory=dict)
+    recent_events: deque[AlertEvent] = field(default_factory=lambda: deque(maxlen=20))
+    samples_written: int = 0
+    kpi_rows_written: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Agent:
+    """One site's agent. ``await agent.run(stop)`` until ``stop`` is set; everything is flushed on exit."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        connectors: Sequence[Connector] | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
+        metrics: AgentMetrics | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.site = cfg.agent.site
+        self.metrics = metrics or AgentMetrics()
+        self.view = AgentView()
+        self._own_con = con is None
+        self.con = con if con is not None else storage.connect(cfg.agent.db_path)
+        if connectors is None:
+            from connectors import make_connector
+
+            connectors = [make_connector(s) for s in cfg.sources if s.enabled]
+        self.connectors = list(connectors)
+        self._queue: asyncio.Queue[tuple[str, pl.DataFrame]] = asyncio.Queue(QUEUE_MAX_FRAMES)
+        self._pending: list[pl.DataFrame] = []
+        self._pending_rows = 0
+        self._window_tags = self._tags_for_rules()
+        self._window: list[pl.DataFrame] = []
+        self.engine: RuleEngine | None = None
+        self.mqtt: MqttLink | None = None
+        self._last_savings_update = 0.0
+        self._prepare_db()
+
+    # ---------------------------------------------------------------- setup
+    def _tags_for_rules(self) -> set[str]:
+        """Only tags that some asset role names are kept in the rule window (memory at 10k tags)."""
+        tags: set[str] = set()
+        for a in self.cfg.assets:
+            for ts in a.roles().values():
+                tags.update(ts)
+            if a.fuel_ncv_tag:
+                tags.add(a.fuel_ncv_tag)
+        return tags
+
+    def _prepare_db(self) -> None:
+        from agent.outbox import ensure_outbox
+        from agent.views import create_views
+
+        ensure_outbox(self.con)
+        create_views(self.con, shifts=self.cfg.agent.shifts)
+        now = now_utc()
+        for a in self.cfg.assets:
+            self.con.execute(
+                "INSERT INTO assets VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, asset) DO UPDATE SET "
+                "type = excluded.type, roles = excluded.roles, updated_at = excluded.updated_at",
+                [self.site, a.id, a.type, json.dumps(a.model_dump(mode="json", exclude_none=True)), now],
+            )
+
+    def _start_engine(self) -> None:
+        from rules.engine import RuleEngine, load_rules
+
+        from agent.outbox import load_open_alerts
+
+        self.engine = RuleEngine(self.cfg, load_rules(self.cfg))
+        open_alerts = load_open_alerts(self.con, self.site)
+        self.engine.restore(open_alerts)
+        for ev in open_alerts:
+            self.view.open_alerts[ev.alert_id] = ev
+        if open_alerts:
+            log.info("restored %d open alert(s) from the database", len(open_alerts))
+
+    # ---------------------------------------------------------------- run
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or forever); flush samples and close cleanly on the way out."""
+        stop = stop or asyncio.Event()
+        self._start_engine()
+        if self.cfg.agent.metrics_port:
+            self.metrics.serve(self.cfg.agent.metrics_host, self.cfg.agent.metrics_port)
+        if self.cfg.mqtt is not None:
+            from agent.mqtt import MqttLink
+
+            self.mqtt = MqttLink(self.cfg.mqtt, site=self.site, con=self.con)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for c in self.connectors:
+                    tg.create_task(self._poll(c), name=f"source:{c.name}")
+                tg.create_task(self._writer(), name="writer")
+                tg.create_task(self._evaluator(), name="rules")
+                if self.mqtt is not None:
+                    tg.create_task(self.mqtt.run(), name="mqtt")
+                tg.create_task(self._until(stop), name="stop")
+        except* _Stop:
+            pass
+        finally:
+            self._drain_queue()
+            self._flush()
+            self.metrics.close()
+            if self._own_con:
+                self.con.close()
+
+    async def _until(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        raise _Stop
+
+    # ---------------------------------------------------------------- sources
+    async def _poll(self, conn: Connector) -> None:
+        name = conn.name
+        async for frame in conn.stream():
+            t0 = time.perf_counter()
+            self._note_source_state(name, frame)
+            await self._queue.put((name, frame))
+            self.metrics.queue_depth.set(self._queue.qsize())
+            self.metrics.poll_duration.labels(name).observe(time.perf_counter() - t0)
+
+    def _note_source_state(self, name: str, frame: pl.DataFrame) -> None:
+        """Record a ``source_status`` row when a source goes down or comes back (the connector logs)."""
+        if frame.height == 0:
+            return
+        counts = frame.group_by("quality").len()
+        for q, n in counts.iter_rows():
+            self.metrics.samples.labels(name, q).inc(n)
+        down = bool((frame.get_column("quality") == Quality.COMM_ERROR.value).all())
+        if down:
+            self.metrics.read_errors.labels(name).inc()
+        was_up = self.view.source_up.get(name)
+        if was_up is None or was_up == down:
+            state = "down" if down else "up"
+            if was_up is not None or down:
+                self.con.execute(
+                    "INSERT INTO source_status VALUES (?, ?, ?, ?, ?)",
+                    [now_utc(), self.site, name, state, None],
+                )
+            self.view.source_up[name] = not down
+
+    # ---------------------------------------------------------------- storage
+    async def _writer(self) -> None:
+        flush_every = self.cfg.agent.flush_every_secs
+        next_flush = time.monotonic() + flush_every
+        while True:
+            timeout = max(0.0, next_flush - time.monotonic())
+            try:
+                async with asyncio.timeout(timeout):
+                    name, frame = await self._queue.get()
+                self._accept(name, frame)
+            except TimeoutError:
+                pass
+            if time.monotonic() >= next_flush or self._pending_rows >= FLUSH_MAX_ROWS:
+                self._flush()
+                next_flush = time.monotonic() + flush_every
+
+    def _accept(self, name: str, frame: pl.DataFrame) -> None:
+        self.view.last_frames[name] = frame
+        self._pending.append(frame)
+        self._pending_rows += frame.height
+        if self._window_tags:
+            w = frame.filter(pl.col("tag").is_in(self._window_tags))
+            if w.height:
+                self._window.append(w)
+
+    def _drain_queue(self) -> None:
+        while not self._queue.empty():
+            name, frame = self._queue.get_nowait()
+            self._accept(name, frame)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        t0 = time.perf_counter()
+        batch = pl.concat(self._pending, how="vertical")
+        self._pending.clear()
+        self._pending_rows = 0
+        n = storage.insert_samples(self.con, self.site, batch)
+        self.metrics.flush_duration.observe(time.perf_counter() - t0)
+        self.metrics.rows_written.labels("samples").inc(n)
+        self.view.samples_written += n
+
+    # ---------------------------------------------------------------- rules
+    def window_frame(self, now: datetime) -> pl.DataFrame:
+        """The recent samples of rule-relevant tags, compacted into one time-ordered frame."""
+        if not self._window:
+            return empty_samples()
+        frame = pl.concat(self._window, how="vertical") if len(self._window) > 1 else self._window[0]
+        cutoff = now - timedelta(seconds=self.cfg.agent.window_secs)
+        if frame.height and frame.item(0, "ts") < cutoff:
+            frame = frame.filter(pl.col("ts") >= cutoff)
+        frame = frame.rechunk()
+        self._window = [frame]
+        return frame
+
+    async def _evaluator(self) -> None:
+        assert self.engine is not None
+        period = self.cfg.agent.evaluate_every_secs
+        start = time.monotonic()
+        k = 1
+        while True:
+            await asyncio.sleep(max(0.0, start + k * period - time.monotonic()))
+            k = int((time.monotonic() - start) // period) + 1  # skip missed ticks, never bunch
+            await self.evaluate(now_utc())
+
+    async def evaluate(self, now: datetime) -> None:
+        """One rule tick: KPI rows to DuckDB, alert events to the outbox, snapshots to MQTT."""
+        from agent.outbox import record_events
+
+        assert self.engine is not None
+        window = self.window_frame(now)
+        t0 = time.perf_counter()
+        result = await asyncio.to_thread(self.engine.tick, window, now)
+        self.metrics.rule_eval_duration.observe(time.perf_counter() - t0)
+        if result.kpi_rows.height:
+            n = storage.insert_frame(self.con, "kpi", result.kpi_rows)
+            self.metrics.rows_written.labels("kpi").inc(n)
+            self.view.kpi_rows_written += n
+        if result.events:
+            record_events(self.con, result.events)
+            for ev in result.events:
+                self.metrics.alert_events.labels(ev.state).inc()
+                self.view.recent_events.appendleft(ev)
+                if ev.state == "firing":
+                    self.view.open_alerts[ev.alert_id] = ev
+                else:
+                    self.view.open_alerts.pop(ev.alert_id, None)
+                log.warning("alert %s %s %s: %s", ev.state, ev.asset, ev.rule, ev.message)
+            if self.mqtt is not None:
+                self.mqtt.notify()
+        self.view.latest_kpis = result.latest
+        self.view.grades = dict(getattr(result, "grades", {}) or {})
+        if self.mqtt is not None:
+            for asset, kpis in result.latest.items():
+                self.mqtt.offer_kpis(asset, now, kpis)
+            s = self.mqtt.stats
+            self.metrics.mqtt_published.set(s.published)
+            self.metrics.mqtt_retried.set(s.retried)
+            self.metrics.mqtt_backlog.set(s.backlog)
+            self.metrics.mqtt_connected.set(1 if s.connected else 0)
+        self._update_savings()
+
+    def _update_savings(self) -> None:
+        """Keep today's ``mv_savings`` rows current (at most once a minute)."""
+        if time.monotonic() - self._last_savings_update < 60:
+            return
+        self._last_savings_update = time.monotonic()
+        try:
+            from agent.mv_store import update_savings
+        except ImportError:
+            return
+        with contextlib.suppress(duckdb.Error):
+            update_savings(self.con, self.site, now_utc())
+
+
+class _Stop(Exception):
+    """Raised inside the task group to stop every task."""

@@ -1,0 +1,106 @@
+"""The daemon and the dry run as users start them: real processes, real loopback PLCs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from simulator.runner import SimulatedPlant
+
+from agent import storage
+
+
+@pytest_asyncio.fixture
+async def sim() -> AsyncIterator[SimulatedPlant]:
+    async with SimulatedPlant(modbus_port=0, opcua_port=0, seed=3) as plant:
+        yield plant
+
+
+def _write_config(sim: SimulatedPlant, tmp_path: Path, flush_every_secs: float) -> tuple[Path, Path]:
+    db = tmp_path / "site.duckdb"
+    text = sim.config_toml(db_path=str(db))
+    text = text.replace("flush_every_secs = 5", f"flush_every_secs = {flush_every_secs}")
+    assert tomllib.loads(text)["agent"]["flush_every_secs"] == flush_every_secs
+    cfg = tmp_path / "kilnwatch.toml"
+    cfg.write_text(text)
+    return cfg, db
+
+
+async def _cli(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+@pytest.mark.asyncio
+async def test_sigterm_flushes_every_sample_before_exit(sim: SimulatedPlant, tmp_path: Path) -> None:
+    # flush interval far longer than the run: every stored row is written by the shutdown flush
+    cfg, db = _write_config(sim, tmp_path, flush_every_secs=600)
+    proc = await _cli("run", "--config", str(cfg))
+    await asyncio.sleep(4.0)
+    assert proc.returncode is None
+    proc.send_signal(signal.SIGTERM)
+    killed_at = time.time()
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    con = storage.connect(db, read_only=True)
+    n, last = con.execute("SELECT count(*), epoch(max(ts)) FROM samples").fetchone() or (0, 0)
+    con.close()
+    assert n > 0
+    assert killed_at - last < 3.0  # the last poll before SIGTERM is in the file
+
+
+@pytest.mark.asyncio
+async def test_once_prints_signals_and_kpis(sim: SimulatedPlant, tmp_path: Path) -> None:
+    cfg, _ = _write_config(sim, tmp_path, flush_every_secs=5)
+    proc = await _cli("once", "--config", str(cfg))
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "kiln1.feed_tph" in text and "whr1.generator_kw" in text
+    assert "specific_heat_kcal_per_kg_clinker" in text
+
+
+@pytest.mark.asyncio
+async def test_run_with_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[agent]\nsite = "p"\nflush_every_secs = -1\n')
+    proc = await _cli("run", "--config", str(cfg))
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert err.decode().strip() == "agent.flush_every_secs: Input should be greater than 0"
+
+
+@pytest.mark.asyncio
+async def test_demo_runs_by_itself_and_keeps_its_database(tmp_path: Path) -> None:
+    db = tmp_path / "demo.duckdb"
+    proc = await _cli("demo", "--minutes", "0.25", "--db", str(db), "--no-view")
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "mosquitto_sub" in out.decode()
+    con = storage.connect(db, read_only=True)
+    n_samples = con.execute("SELECT count(*) FROM samples").fetchone()
+    con.close()
+    assert n_samples is not None and n_samples[0] > 100
+
+
+@pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["run", "--help"], ["once", "--help"]])
+def test_help_works(args: list[str]) -> None:
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "usage: kilnwatch" in r.stdout

@@ -1,0 +1,186 @@
+"""Config validation (CONTRACT §2) and ``kilnwatch check-config`` (CONTRACT §1)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config
+
+VALID = textwrap.dedent(
+    """
+    [agent]
+    site = "plant1"
+    db_path = "data/kilnwatch.duckdb"
+
+    [mqtt]
+    url = "mqtts://broker.example:8883"
+    username = "gateway"
+    password_env = "KILNWATCH_MQTT_PASSWORD"
+
+    [[sources]]
+    name = "kiln1_plc"
+    type = "modbus"
+    host = "127.0.0.1"
+    port = 5020
+
+      [[sources.tags]]
+      name = "kiln1.feed_tph"
+      register = 0
+      data_type = "float32"
+      unit = "t/h"
+
+      [[sources.tags]]
+      name = "kiln1.coal_tph"
+      register = 2
+
+    [[sources]]
+    name = "whr_opcua"
+    type = "opcua"
+    endpoint = "opc.tcp://127.0.0.1:4840/kilnwatch"
+
+      [[sources.tags]]
+      name = "whr1.generator_kw"
+      node_id = "ns=2;s=WHR1.GeneratorPower"
+
+    [[assets]]
+    id = "kiln1"
+    type = "kiln"
+    feed_to_clinker = 1.6
+    kiln_feed_tph = "kiln1.feed_tph"
+    fuel_tph = ["kiln1.coal_tph"]
+    fuel_ncv_mj_per_kg = 25.0
+
+    [[assets]]
+    id = "whr1"
+    type = "whr"
+    generator_kw = "whr1.generator_kw"
+    kiln = "kiln1"
+    """
+)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "kilnwatch.toml"
+    p.write_text(text)
+    return p
+
+
+def _problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        load_config(_write(tmp_path, text))
+    return exc.value.problems
+
+
+def test_valid_config_loads_with_contract_defaults(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, VALID))
+    assert cfg.agent.evaluate_every_secs == 10
+    assert cfg.agent.flush_every_secs == 5
+    tag = cfg.sources[0].tags[1]
+    assert (tag.address, tag.table, tag.data_type, tag.word_order) == (2, "holding", "float32", "big")
+    assert cfg.sources[1].mode == "subscribe"
+    assert cfg.assets[0].co2_kg_per_gj == 94.6  # DOMAIN §4: IPCC bituminous coal default
+
+
+def test_bad_data_type_names_the_key_path(tmp_path: Path) -> None:
+    text = VALID.replace("register = 2", 'register = 2\n  data_type = "float16"')
+    assert _problems(tmp_path, text) == [
+        "sources[0].tags[1].data_type: must be 'int16', 'uint16', 'int32', 'uint32', 'float32', "
+        "'float64' or 'bool'"
+    ]
+
+
+def test_unknown_keys_are_errors_one_line_each(tmp_path: Path) -> None:
+    text = VALID.replace('site = "plant1"', 'site = "plant1"\npoll_intervall_ms = 5').replace(
+        'node_id = "ns=2', 'nodeid = "x"\n  node_id = "ns=2'
+    )
+    assert _problems(tmp_path, text) == [
+        "agent.poll_intervall_ms: unknown key (typo?)",
+        "sources[1].tags[0].nodeid: unknown key (typo?)",
+    ]
+
+
+def test_asset_role_naming_an_unknown_tag_is_reported(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'fuel_tph = ["kiln1.coal_tph"]', 'fuel_tph = ["kiln1.coal_tph", "kiln1.petcoke_tph"]'
+    )
+    assert _problems(tmp_path, text) == ["assets[0].fuel_tph: unknown tag 'kiln1.petcoke_tph'"]
+
+
+def test_duplicate_tag_and_bad_whr_kiln_are_reported_together(tmp_path: Path) -> None:
+    text = VALID.replace('name = "whr1.generator_kw"', 'name = "kiln1.feed_tph"').replace(
+        'kiln = "kiln1"', 'kiln = "kiln9"'
+    )
+    problems = _problems(tmp_path, text)
+    assert (
+        "sources[1].tags[0].name: tag 'kiln1.feed_tph' is also defined at sources[0].tags[0].name" in problems
+    )
+    assert "assets[1].kiln: 'kiln9' is not a kiln asset" in problems
+
+
+def test_coil_table_requires_bool(tmp_path: Path) -> None:
+    text = VALID.replace("register = 2", 'register = 2\n  table = "coil"')
+    assert _problems(tmp_path, text) == [
+        "sources[0].tags[1]: table 'coil' holds single bits: data_type must be 'bool'"
+    ]
+
+
+def test_password_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(_write(tmp_path, VALID))
+    assert cfg.mqtt is not None
+    monkeypatch.setenv("KILNWATCH_MQTT_PASSWORD", "s3cret")
+    assert cfg.mqtt.password() == "s3cret"
+    assert "s3cret" not in repr(cfg)
+
+
+def test_not_toml_is_one_line(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, "[agent\nsite=")
+    assert len(problems) == 1 and "not valid TOML" in problems[0]
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_check_config_exit_0_on_valid_file(tmp_path: Path) -> None:
+    r = _cli("check-config", "--config", str(_write(tmp_path, VALID)))
+    assert r.returncode == 0, r.stderr
+    assert "OK (2 sources, 3 tags, 2 assets)" in r.stdout
+
+
+def test_check_config_exit_2_one_line_per_problem_no_traceback(tmp_path: Path) -> None:
+    text = VALID.replace("port = 5020", "port = 99999").replace("register = 2", "register = 2\n  scael = 2")
+    r = _cli("check-config", "--config", str(_write(tmp_path, text)))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines == [
+        "sources[0].port: Input should be less than or equal to 65535",
+        "sources[0].tags[1].scael: unknown key (typo?)",
+    ]
+    assert "Traceback" not in r.stderr
+
+
+def test_config_path_from_environment_variable(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "KILNWATCH_CONFIG": str(_write(tmp_path, VALID))}
+    r = _cli("check-config", env=env)
+    assert r.returncode == 0, r.stderr
+
+
+def test_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    r = _cli("check-config", "--config", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "cannot read" in r.stderr
+
+
+def test_sample_config_for_the_simulator_is_valid() -> None:
+    sample = Path(__file__).parents[2] / "deploy" / "kilnwatch-sim.toml"
+    cfg = load_config(sample)
+    assert {a.type for a in cfg.assets} >= {"kiln", "raw_mill", "cement_mill", "whr", "plant"}
