@@ -127,6 +127,7 @@ def _print_frame(console: object, frame: pl.DataFrame) -> None:
 def _print_kpis(console: object, cfg: Config, frame: pl.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
+
     from rules.engine import compute_kpis
 
     assert isinstance(console, Console)
@@ -153,10 +154,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> None:
-    from simulator.runner import SimulatedPlant
-
     from agent.broker import EmbeddedBroker
     from agent.pipeline import Agent
+    from simulator.runner import SimulatedPlant
 
     stop = asyncio.Event()
     _install_stop_handlers(stop)
@@ -173,7 +173,7 @@ async def _demo(args: argparse.Namespace) -> None:
             data = tomllib.loads(sim.config_toml(db_path=str(db_path)))
             data["agent"]["evaluate_every_secs"] = args.evaluate_every_secs
             data["agent"]["flush_every_secs"] = 2
-            data["mqtt"] = MqttSection(url=broker.url).model_dump(exclude_none=True)
+            data["mqtt"] = MqttSection(url=broker.url, protocol=broker.protocol).model_dump(exclude_none=True)
             cfg = parse_config(data)
             agent = Agent(cfg)
             print(

@@ -31,10 +31,9 @@ from agent.metrics import AgentMetrics
 from connectors.base import Connector, Quality, empty_samples, now_utc
 
 if TYPE_CHECKING:
-    from rules.engine import RuleEngine
-
     from agent.mqtt import MqttLink
     from rules.alerts import AlertEvent
+    from rules.engine import RuleEngine
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +87,7 @@ class Agent:
         self.engine: RuleEngine | None = None
         self.mqtt: MqttLink | None = None
         self._last_savings_update = 0.0
+        self._next_snapshot = 0.0
         self._prepare_db()
 
     # ---------------------------------------------------------------- setup
@@ -116,9 +116,8 @@ class Agent:
             )
 
     def _start_engine(self) -> None:
-        from rules.engine import RuleEngine, load_rules
-
         from agent.outbox import load_open_alerts
+        from rules.engine import RuleEngine, load_rules
 
         self.engine = RuleEngine(self.cfg, load_rules(self.cfg))
         open_alerts = load_open_alerts(self.con, self.site)
@@ -292,6 +291,7 @@ class Agent:
             self.metrics.mqtt_backlog.set(s.backlog)
             self.metrics.mqtt_connected.set(1 if s.connected else 0)
         self._update_savings()
+        await self._snapshot()
 
     def _update_savings(self) -> None:
         """Keep today's ``mv_savings`` rows current (at most once a minute)."""
@@ -304,6 +304,26 @@ class Agent:
             return
         with contextlib.suppress(duckdb.Error):
             update_savings(self.con, self.site, now_utc())
+
+    async def _snapshot(self) -> None:
+        """Write the auditors' snapshot (``agent.snapshot_path``) every ``snapshot_every_secs``.
+
+        Runs on a second connection in a worker thread: the copy reads one consistent MVCC
+        snapshot while sampling goes on.
+        """
+        path = self.cfg.agent.snapshot_path
+        if not path or time.monotonic() < self._next_snapshot:
+            return
+        self._next_snapshot = time.monotonic() + self.cfg.agent.snapshot_every_secs
+        from agent.export import snapshot_database
+
+        cur = self.con.cursor()
+        try:
+            await asyncio.to_thread(snapshot_database, cur, path)
+        except (duckdb.Error, OSError) as exc:
+            log.warning("database snapshot to %s failed: %s", path, exc)
+        finally:
+            cur.close()
 
 
 class _Stop(Exception):
