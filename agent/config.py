@@ -86,6 +86,10 @@ class AgentSection(_Strict):
     #: Site altitude above sea level; GB 16780 grade-3 correction above 1500 m (DOMAIN §3).
     altitude_m: float = 0.0
     site_pressure_pa: float | None = None
+    #: Consistent copy of the database written by the agent for auditors, since no other process can
+    #: open the live file while the agent writes it (docs/auditors.md); unset = off.
+    snapshot_path: str | None = None
+    snapshot_every_secs: float = Field(default=3600, ge=60)
 
     @field_validator("shifts")
     @classmethod

@@ -12,7 +12,6 @@ tick is moved to a worker thread because it can take tens of milliseconds at 10k
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -298,12 +297,12 @@ class Agent:
         if time.monotonic() - self._last_savings_update < 60:
             return
         self._last_savings_update = time.monotonic()
+        from agent.mv_store import update_savings
+
         try:
-            from agent.mv_store import update_savings
-        except ImportError:
-            return
-        with contextlib.suppress(duckdb.Error):
             update_savings(self.con, self.site, now_utc())
+        except duckdb.Error as exc:  # a broken baseline must not stop sampling
+            log.warning("M&V savings update failed: %s", exc)
 
     async def _snapshot(self) -> None:
         """Write the auditors' snapshot (``agent.snapshot_path``) every ``snapshot_every_secs``.

@@ -74,7 +74,16 @@ DDL: tuple[str, ...] = (
         valid BOOLEAN,
         warnings VARCHAR[],
         unit VARCHAR,
-        fitted_at TIMESTAMPTZ NOT NULL
+        fitted_at TIMESTAMPTZ NOT NULL,
+        f_pvalue DOUBLE,
+        target_mean DOUBLE,
+        target_kind VARCHAR,
+        driver_kinds VARCHAR[],
+        driver_units VARCHAR[],
+        driver_min DOUBLE[],
+        driver_max DOUBLE[],
+        driver_mean DOUBLE[],
+        driver_sd DOUBLE[]
     )""",
     """CREATE TABLE IF NOT EXISTS mv_savings (
         ts TIMESTAMPTZ NOT NULL,
@@ -85,7 +94,8 @@ DDL: tuple[str, ...] = (
         actual DOUBLE,
         avoided DOUBLE,
         cumulative_avoided DOUBLE,
-        unit VARCHAR
+        unit VARCHAR,
+        fraction DOUBLE
     )""",
     """CREATE TABLE IF NOT EXISTS assets (
         site VARCHAR NOT NULL,

@@ -1,0 +1,664 @@
+"""The auditor report: one self-contained HTML file (tables + inline PNG charts) for a date range.
+
+Sections: summary, specific heat and clinker energy against targets and GB 16780-2021 grade lines,
+electrical kWh/t, daily GB 16780 grades, M&V baselines (scatter with fit line, metrics, CUSUM),
+alerts and the shift table. Charts are drawn with matplotlib's object API on the Agg canvas (no
+display, no global pyplot state) and embedded as base64 PNG, so the file can be mailed or archived
+as is. Everything is read through the auditor views (agent.views) and the M&V tables.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+
+from agent import mv_store
+from agent.config import TAG_ROLES, as_tag_list
+from agent.export import no_progress_bar
+from agent.mv_store import first_row
+from agent.views import ensure_views
+from rules.grades import GB16780_LIMITS
+from rules.mv import Baseline, MVError, per_unit, percent_savings
+
+log = logging.getLogger(__name__)
+
+#: Up to this many days the trend charts use hourly values, beyond it daily values.
+HOURLY_TRENDS_MAX_DAYS = 14
+MAX_SHIFT_ROWS = 150
+MAX_ALERT_ROWS = 30
+#: kcal per kgce (GB/T 2589, DOMAIN §1): a kgce/t limit x 7 is the same limit in kcal/kg clinker.
+KCAL_PER_KGCE = 7000.0
+GRADE_COLOURS = ("#2e7d32", "#f9a825", "#c62828")
+
+
+@dataclass
+class _Doc:
+    """The report being assembled: HTML fragments per section."""
+
+    sections: list[str] = field(default_factory=list)
+    images: int = 0
+
+    def section(self, anchor: str, title: str, body: str) -> None:
+        self.sections.append(f'<section id="{anchor}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>')
+
+
+def write_report(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    site: str,
+    start: datetime,
+    end: datetime,
+    out_path: str | Path,
+) -> Path:
+    """Write the HTML report for ``site`` over ``[start, end)`` (UTC) to ``out_path``; returns the path."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    start, end = mv_store.as_utc(start), mv_store.as_utc(end)
+    ensure_views(con)
+    doc = _Doc()
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("summary", lambda: _summary(con, doc, site, start, end)),
+        ("specific heat", lambda: _heat(con, doc, site, start, end)),
+        ("electrical energy", lambda: _power(con, doc, site, start, end)),
+        ("GB 16780 grades", lambda: _grades(con, doc, site, start, end)),
+        ("M&V baselines", lambda: _baselines(con, doc, site, start, end)),
+        ("alerts", lambda: _alerts(con, doc, site, start, end)),
+        ("shifts", lambda: _shifts(con, doc, site, start, end)),
+    ]
+    console = Console(stderr=True)
+    with (
+        no_progress_bar(con),
+        Progress(console=console, disable=not console.is_terminal, transient=True) as progress,
+    ):
+        task = progress.add_task("report", total=len(steps))
+        for label, step in steps:
+            progress.update(task, description=label)
+            step()
+            progress.advance(task)
+    out = Path(out_path)
+    out.write_text(_page(site, start, end, doc), encoding="utf-8")
+    log.info("report for %s written to %s (%d charts)", site, out, doc.images)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _q(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
+    frame: pl.DataFrame = con.sql(sql, params=list(params) or None).pl()
+    return frame
+
+
+def _esc(v: object) -> str:
+    return html.escape(str(v))
+
+
+def _num(v: object, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        return f"{v:,.{digits}f}"
+    if isinstance(v, datetime):
+        return f"{v.astimezone(UTC):%Y-%m-%d %H:%M}"
+    return html.escape(str(v))
+
+
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], *, digits: int = 1, cls: str = ""
+) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = "\n".join(
+        "<tr>"
+        + "".join(f"<td>{_num(v, digits) if not isinstance(v, _Raw) else v.html}</td>" for v in r)
+        + "</tr>"
+        for r in rows
+    )
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>'
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """A table cell that is already HTML."""
+
+    html: str
+
+
+def _grade_cell(g: object) -> _Raw:
+    if g is None:
+        return _Raw('<span class="g0">fails 3</span>')
+    return _Raw(f'<span class="g{int(str(g))}">grade {int(str(g))}</span>')
+
+
+def _figure(width: float = 9.0, height: float = 3.6) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return fig
+
+
+def _img(doc: _Doc, fig: Figure, alt: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    doc.images += 1
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _time_axis(ax: Any) -> None:
+    loc = AutoDateLocator()  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(loc))  # type: ignore[no-untyped-call]
+    ax.grid(True, alpha=0.3)
+
+
+def _trend(
+    con: duckdb.DuckDBPyConnection, site: str, kpi: str, start: datetime, end: datetime
+) -> tuple[pl.DataFrame, str]:
+    """(asset, t, value) rows of one KPI from the hourly or daily view, and the resolution label."""
+    if end - start <= timedelta(days=HOURLY_TRENDS_MAX_DAYS):
+        frame = _q(
+            con,
+            "SELECT asset, hour AS t, value FROM v_kpi_hourly WHERE site = ? AND kpi = ? AND hour >= ? AND hour < ? "
+            "ORDER BY asset, t",
+            [site, kpi, start, end],
+        )
+        return frame, "hourly means"
+    frame = _q(
+        con,
+        "SELECT asset, CAST(day AS TIMESTAMP) AS t, value FROM v_kpi_daily WHERE site = ? AND kpi = ? "
+        "AND day >= CAST(? AS DATE) AND day < CAST(? AS DATE) ORDER BY asset, t",
+        [site, kpi, start.date(), (end + timedelta(days=1) - timedelta(microseconds=1)).date()],
+    )
+    return frame, "daily means"
+
+
+def _assets(con: duckdb.DuckDBPyConnection, site: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """asset -> (type, settings from the agent's config), from the ``assets`` table."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for asset, typ, roles in con.execute(
+        "SELECT asset, type, roles FROM assets WHERE site = ?", [site]
+    ).fetchall():
+        doc = json.loads(roles) if isinstance(roles, str) else (roles or {})
+        out[asset] = (typ, doc if isinstance(doc, dict) else {})
+    return out
+
+
+def _grade_lines(ax: Any, limits: tuple[float, float, float], label: str) -> None:
+    for i, (lim, colour) in enumerate(zip(limits, GRADE_COLOURS, strict=True)):
+        ax.axhline(lim, color=colour, linestyle="--", linewidth=1.0, label=f"{label} grade {i + 1} ({lim:g})")
+
+
+def _line_chart(
+    doc: _Doc,
+    frame: pl.DataFrame,
+    *,
+    title: str,
+    ylabel: str,
+    decorate: Callable[[Any], None] | None = None,
+) -> str:
+    fig = _figure()
+    ax = fig.add_subplot()
+    for (asset,), part in frame.group_by("asset", maintain_order=True):
+        ax.plot(part["t"].to_list(), part["value"].to_list(), linewidth=1.2, label=str(asset))
+    if decorate is not None:
+        decorate(ax)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(ylabel)
+    _time_axis(ax)
+    ax.legend(fontsize=7, loc="best", ncols=2)
+    return _img(doc, fig, title)
+
+
+# --------------------------------------------------------------------------------------------
+# sections
+
+
+def _summary(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+    counts = first_row(
+        con.execute(
+            """SELECT
+            (SELECT count(*) FROM kpi WHERE site = $s AND ts >= $a AND ts < $b),
+            (SELECT count(*) FROM samples WHERE site = $s AND ts >= $a AND ts < $b),
+            (SELECT count(*) FROM alerts WHERE site = $s AND started_at >= $a AND started_at < $b),
+            (SELECT count(*) FROM baselines WHERE site = $s)""",
+            {"s": site, "a": start, "b": end},
+        )
+    )
+    n_kpi, n_samples, n_alerts, n_baselines = counts if counts else (0, 0, 0, 0)
+    assets = _assets(con, site)
+    stats = _q(
+        con,
+        "SELECT asset, kpi, any_value(unit) AS unit, avg(value) AS mean, min(value) AS min, max(value) AS max, "
+        "sum(n_hours) AS hours FROM v_kpi_daily WHERE site = ? AND day >= CAST(? AS DATE) AND day < CAST(? AS DATE) "
+        "GROUP BY asset, kpi ORDER BY asset, kpi",
+        [site, start, end],
+    )
+    facts = _table(
+        ["site", "from (UTC)", "to (UTC, exclusive)", "KPI rows", "samples", "alerts started", "baselines"],
+        [[site, start, end, f"{n_kpi:,}", f"{n_samples:,}", f"{n_alerts:,}", f"{n_baselines:,}"]],
+    )
+    asset_rows: list[list[object]] = []
+    for a, (t, d) in assets.items():
+        roles = [r for r in TAG_ROLES.get(t, ()) if d.get(r)]
+        asset_rows.append([a, t, ", ".join(f"{r} ({len(as_tag_list(d[r]))})" for r in roles)])
+    body = facts
+    if asset_rows:
+        body += "<h3>Assets</h3>" + _table(["asset", "type", "signal roles (number of tags)"], asset_rows)
+    if stats.height:
+        body += "<h3>KPI overview (mean of daily values)</h3>" + _table(
+            ["asset", "KPI", "unit", "mean", "min", "max", "hours with data"],
+            [list(r) for r in stats.iter_rows()],
+            digits=2,
+        )
+    else:
+        body += "<p>No KPI rows in this period.</p>"
+    doc.section("summary", "Summary", body)
+
+
+def _heat(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+    assets = _assets(con, site)
+    body = ""
+    frame, res = _trend(con, site, "specific_heat_kcal_per_kg_clinker", start, end)
+    if frame.height:
+        coal = GB16780_LIMITS["clinker_coal_kgce_per_t"]
+        coal_kcal = (coal[0] * 7, coal[1] * 7, coal[2] * 7)  # kgce/t x 7000 kcal/kgce / 1000 kg/t (DOMAIN §1)
+
+        def deco(ax: Any) -> None:
+            _grade_lines(ax, coal_kcal, "GB 16780 coal")
+            for asset, (_, d) in assets.items():
+                target = d.get("target_specific_heat_kcal_per_kg")
+                if isinstance(target, int | float):
+                    ax.axhline(
+                        float(target), color="black", linewidth=1.2, label=f"{asset} target ({target:g})"
+                    )
+
+        body += _line_chart(
+            doc,
+            frame,
+            title=f"Specific heat consumption, kcal/kg clinker ({res})",
+            ylabel="kcal/kg",
+            decorate=deco,
+        )
+        body += (
+            "<p>Dashed lines: GB 16780-2021 clinker comprehensive <em>coal</em> grades (94/100/109 kgce/t) "
+            "expressed in kcal/kg clinker (1 kgce = 7,000 kcal); solid line: the kiln's configured target.</p>"
+        )
+    else:
+        body += "<p>No specific heat KPI in this period.</p>"
+    frame, res = _trend(con, site, "clinker_energy_kgce_per_t", start, end)
+    if frame.height:
+        limits = GB16780_LIMITS["clinker_energy_kgce_per_t"]
+        body += _line_chart(
+            doc,
+            frame,
+            title=f"Clinker comprehensive energy, kgce/t ({res})",
+            ylabel="kgce/t",
+            decorate=lambda ax: _grade_lines(ax, limits, "GB 16780"),
+        )
+    doc.section("specific-heat", "Thermal energy against targets and GB 16780-2021", body)
+
+
+def _power(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+    assets = _assets(con, site)
+    frame, res = _trend(con, site, "specific_power_kwh_per_t", start, end)
+    if frame.height == 0:
+        doc.section("power", "Electrical energy, kWh/t", "<p>No specific power KPI in this period.</p>")
+        return
+    has_cement_mill = any(t == "cement_mill" for t, _ in assets.values())
+    limits = GB16780_LIMITS["cement_preparation_kwh_per_t"]
+
+    def deco(ax: Any) -> None:
+        if has_cement_mill:
+            _grade_lines(ax, limits, "GB 16780 cement prep.")
+
+    body = _line_chart(
+        doc,
+        frame,
+        title=f"Specific electrical energy, kWh/t of each asset's product ({res})",
+        ylabel="kWh/t",
+        decorate=deco,
+    )
+    if has_cement_mill:
+        body += (
+            "<p>Dashed lines: GB 16780-2021 cement preparation grades (26/29/34 kWh/t) for cement mills.</p>"
+        )
+    doc.section("power", "Electrical energy, kWh/t", body)
+
+
+def _grades(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+    frame = _q(
+        con,
+        "SELECT * FROM v_energy_grade WHERE site = ? AND day >= CAST(? AS DATE) AND day < CAST(? AS DATE) "
+        "ORDER BY day, asset",
+        [site, start, end],
+    )
+    if frame.height == 0:
+        doc.section("grades", "Daily GB 16780-2021 grades", "<p>No graded KPI rows in this period.</p>")
+        return
+    rows: list[list[object]] = []
+    for r in frame.iter_rows(named=True):
+        row: list[object] = [r["day"], r["asset"], r["asset_type"]]
+        for value_col, grade_col in (
+            ("clinker_energy_kgce_per_t", "clinker_energy_grade"),
+            ("clinker_coal_kgce_per_t", "clinker_coal_grade"),
+            ("clinker_power_kwh_per_t", "clinker_power_grade"),
+            ("cement_preparation_kwh_per_t", "cement_preparation_grade"),
+        ):
+            v = r.get(value_col)
+            row.append(_Raw(f"{_num(v, 1)} {_grade_cell(r.get(grade_col)).html}") if v is not None else "–")
+        rows.append(row)
+    body = _table(
+        [
+            "day (UTC)",
+            "asset",
+            "type",
+            "clinker energy kgce/t",
+            "clinker coal kgce/t",
+            "clinker power kWh/t",
+            "cement prep. kWh/t",
+        ],
+        rows,
+    )
+    body += "<p>Grade 1 is the most stringent; 'fails 3' = above the limit every line must meet.</p>"
+    doc.section("grades", "Daily GB 16780-2021 grades", body)
+
+
+def _baselines(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+    baselines = mv_store.list_baselines(con, site)
+    if not baselines:
+        doc.section(
+            "baselines",
+            "M&V baselines",
+            "<p>No baselines stored. Fit one with <code>kilnwatch baseline fit</code>.</p>",
+        )
+        return
+    parts: list[str] = [
+        "<p>OLS baselines; p = fitted parameters incl. intercept; CV(RMSE) and NMBE use n − p (ASHRAE "
+        "Guideline 14); residual = measured − predicted. Avoided energy = expected − actual, so a rising "
+        "CUSUM means savings.</p>"
+    ]
+    for b in baselines:
+        parts.append(
+            f"<h3>{_esc(b.baseline_id)}: {_esc(b.asset)} {_esc(b.target)} ~ {_esc(' + '.join(b.drivers))}</h3>"
+        )
+        coef_rows: list[list[object]] = [
+            ["intercept", b.unit, b.intercept, b.std_errors[0], b.p_values[0]],
+            *[
+                [d, per_unit(b.unit, u), c, se, p]
+                for d, u, c, se, p in zip(
+                    b.drivers,
+                    b.driver_units or ("",) * len(b.drivers),
+                    b.coefficients,
+                    b.std_errors[1:],
+                    b.p_values[1:],
+                    strict=True,
+                )
+            ],
+        ]
+        parts.append(_table(["term", "unit", "coefficient", "std error", "p-value"], coef_rows, digits=4))
+        parts.append(
+            _table(
+                ["granularity", "baseline period", "n", "R²", "adj. R²", "CV(RMSE) %", "NMBE %", "EnPI Lite"],
+                [
+                    [
+                        b.granularity,
+                        f"{b.period_from:%Y-%m-%d} – {b.period_to:%Y-%m-%d}",
+                        str(b.n),
+                        f"{b.r2:.4f}",
+                        f"{b.adj_r2:.4f}",
+                        f"{b.cv_rmse:.3f}",
+                        f"{b.nmbe:.3f}",
+                        "valid" if b.valid else "not valid",
+                    ]
+                ],
+            )
+        )
+        if b.warnings:
+            parts.append('<ul class="warn">' + "".join(f"<li>{_esc(w)}</li>" for w in b.warnings) + "</ul>")
+        parts.append(_scatter(con, doc, b))
+        parts.append(_cusum(con, doc, b, start, end))
+    doc.section("baselines", "M&V baselines, avoided energy and CUSUM", "\n".join(parts))
+
+
+def _scatter(con: duckdb.DuckDBPyConnection, doc: _Doc, b: Baseline) -> str:
+    try:
+        variables = [
+            mv_store.resolve_variable(con, b.site, b.asset, n, b.period_from, b.period_to)
+            for n in (b.target, *b.drivers)
+        ]
+        frame = mv_store.period_frame(
+            con,
+            site=b.site,
+            asset=b.asset,
+            variables=variables,
+            start=b.period_from,
+            end=b.period_to,
+            granularity=b.granularity,
+        )
+    except MVError as exc:
+        return f"<p>Baseline-period data not available for the scatter plot ({_esc(exc)}).</p>"
+    frame = frame.filter((pl.col("fraction") >= 1 - 1e-9) & (pl.col("coverage") >= 0.9)).drop_nulls(
+        [b.target, *b.drivers]
+    )
+    if frame.height == 0:
+        return "<p>No complete baseline periods left in the database for the scatter plot.</p>"
+    fig = _figure(6.5, 4.2)
+    ax = fig.add_subplot()
+    y = frame[b.target].to_numpy()
+    nmbe = round(b.nmbe, 2) + 0.0  # no "-0.00" for the in-sample zero
+    metrics = f"R² = {b.r2:.4f}\nCV(RMSE) = {b.cv_rmse:.2f} %\nNMBE = {nmbe:.2f} %\nn = {b.n}"
+    if len(b.drivers) == 1:
+        d = b.drivers[0]
+        x = frame[d].to_numpy()
+        ax.scatter(x, y, s=14, alpha=0.8, label="baseline periods")
+        xs = np.linspace(float(x.min()), float(x.max()), 50)
+        ax.plot(
+            xs,
+            b.predict({d: xs}),
+            color="#c62828",
+            label=f"{b.target} = {b.intercept:.4g} + {b.coefficients[0]:.4g}·{d}",
+        )
+        kind = b.driver_kinds[0] if b.driver_kinds else "mean"
+        ax.set_xlabel(_axis_label(d, b.driver_units[0] if b.driver_units else "", kind, b.granularity))
+    else:
+        pred = b.predict(frame)
+        ax.scatter(pred, y, s=14, alpha=0.8, label="baseline periods")
+        lo, hi = float(min(pred.min(), y.min())), float(max(pred.max(), y.max()))
+        ax.plot([lo, hi], [lo, hi], color="#c62828", label="predicted = measured")
+        ax.set_xlabel("predicted " + _axis_label(b.target, b.unit, b.target_kind, b.granularity))
+    ax.set_ylabel(_axis_label(b.target, b.unit, b.target_kind, b.granularity))
+    ax.text(
+        0.02,
+        0.97,
+        metrics,
+        transform=ax.transAxes,
+        va="top",
+        fontsize=8,
+        family="monospace",
+        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#999"},
+    )
+    ax.set_title(f"Baseline {b.baseline_id} ({b.granularity})", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return _img(doc, fig, f"baseline scatter {b.baseline_id}")
+
+
+def _axis_label(name: str, unit: str, kind: str, granularity: str) -> str:
+    """``power_kw, kWh per hour`` for integrated quantities, ``fineness, cm²/g (mean)`` otherwise."""
+    return f"{name}, {unit} per {granularity}" if kind != "mean" else f"{name}, {unit} (mean)"
+
+
+def _cusum(con: duckdb.DuckDBPyConnection, doc: _Doc, b: Baseline, start: datetime, end: datetime) -> str:
+    stored = mv_store.savings_frame(con, b.baseline_id).filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    source = "stored mv_savings rows"
+    if stored.height == 0:
+        rep_start = max(start, b.period_to)
+        if rep_start >= end:
+            return "<p>The report period lies inside the baseline period: no savings to show.</p>"
+        try:
+            stored, _ = mv_store.compute_savings(con, b, rep_start, end, store=False)
+        except MVError as exc:
+            return f"<p>No reporting-period data for savings ({_esc(exc)}).</p>"
+        source = "computed for this report (not stored)"
+    stored = stored.drop_nulls("avoided")
+    if stored.height == 0:
+        return "<p>No reporting-period savings in this period.</p>"
+    fig = _figure(9.0, 3.6)
+    ax = fig.add_subplot()
+    ts = stored["ts"].to_list()
+    ax.bar(
+        ts,
+        stored["avoided"].to_list(),
+        width=_bar_width(b.granularity),
+        alpha=0.35,
+        label="avoided per period",
+    )
+    cum = stored["avoided"].cum_sum().to_list()
+    ax.plot(
+        ts, cum, color="#1565c0", linewidth=1.6, marker="o", markersize=2.5, label="CUSUM of avoided energy"
+    )
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel(b.unit)
+    ax.set_title(f"CUSUM {b.baseline_id}: expected − actual, up is good", fontsize=10)
+    _time_axis(ax)
+    ax.legend(fontsize=7, loc="best")
+    pct = percent_savings(stored)
+    total = float(stored["avoided"].sum())
+    summary = (
+        f"<p>{stored.height} period(s), {source}: avoided {total:,.1f} {_esc(b.unit)}"
+        + (f" = {pct:.2f} % of the adjusted baseline" if pct is not None else "")
+        + ".</p>"
+    )
+    return _img(doc, fig, f"CUSUM {b.baseline_id}") + summary
+
+
+def _bar_width(granularity: str) -> float:
+    return {"hour": 1 / 24 * 0.8, "day": 0.8, "month": 24.0}.get(granularity, 0.8)
+
+
+def _alerts(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+    overlap = "site = $s AND started_at < $b AND coalesce(resolved_at, $b) >= $a"
+    summary = _q_named(
+        con,
+        f"""SELECT asset, rule, severity, count(*) AS episodes,
+            count(*) FILTER (WHERE state = 'firing') AS still_firing,
+            sum(epoch(least(coalesce(resolved_at, $b), $b)) - epoch(greatest(started_at, $a))) / 3600.0 AS hours
+        FROM alerts WHERE {overlap} GROUP BY ALL ORDER BY episodes DESC, hours DESC""",
+        {"s": site, "a": start, "b": end},
+    )
+    if summary.height == 0:
+        doc.section("alerts", "Alerts", "<p>No alerts in this period.</p>")
+        return
+    body = _table(
+        ["asset", "rule", "severity", "episodes", "still firing", "hours firing (in period)"],
+        [list(r) for r in summary.iter_rows()],
+    )
+    recent = _q_named(
+        con,
+        f"""SELECT started_at, resolved_at, asset, rule, severity, value, threshold, message FROM alerts
+        WHERE {overlap} ORDER BY started_at DESC LIMIT {MAX_ALERT_ROWS}""",
+        {"s": site, "a": start, "b": end},
+    )
+    body += f"<h3>Latest {min(recent.height, MAX_ALERT_ROWS)} episodes</h3>" + _table(
+        ["started (UTC)", "resolved (UTC)", "asset", "rule", "severity", "value", "threshold", "message"],
+        [list(r) for r in recent.iter_rows()],
+        digits=2,
+    )
+    doc.section("alerts", "Alerts", body)
+
+
+def _q_named(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+    frame: pl.DataFrame = con.sql(sql, params=params).pl()
+    return frame
+
+
+def _shifts(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+    frame = _q(
+        con,
+        f"""SELECT shift_start, shift, asset, clinker_tph, specific_heat_kcal_per_kg_clinker,
+            specific_power_kwh_per_t, clinker_energy_kgce_per_t, whr_kwh_per_t_clinker, alerts, critical_alerts
+        FROM v_shift_report WHERE site = ? AND shift_start >= ? AND shift_start < ?
+        ORDER BY shift_start DESC, asset LIMIT {MAX_SHIFT_ROWS}""",
+        [site, start, end],
+    )
+    if frame.height == 0:
+        doc.section("shifts", "Shift report", "<p>No shift data in this period.</p>")
+        return
+    frame = frame.sort(["shift_start", "asset"])
+    body = _table(
+        [
+            "shift start (UTC)",
+            "shift",
+            "asset",
+            "clinker t/h",
+            "kcal/kg",
+            "kWh/t",
+            "kgce/t",
+            "WHR kWh/t",
+            "alerts",
+            "critical",
+        ],
+        [list(r) for r in frame.iter_rows()],
+    )
+    if frame.height >= MAX_SHIFT_ROWS:
+        body = (
+            f"<p>The {MAX_SHIFT_ROWS} most recent shift rows; query <code>v_shift_report</code> for all.</p>"
+            + body
+        )
+    doc.section("shifts", "Shift report", body)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em;margin-bottom:0} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+h3{font-size:1.05em;margin-top:1.4em} p.meta{color:#666;margin-top:.2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right} th{background:#f4f4f4}
+td:first-child,th:first-child{text-align:left} img{max-width:100%;display:block;margin:.8em 0}
+.g1{color:#2e7d32;font-weight:600}.g2{color:#b28704;font-weight:600}.g3{color:#e65100;font-weight:600}
+.g0{color:#c62828;font-weight:700} ul.warn{color:#8a6d00;font-size:.9em} nav a{margin-right:1em}
+"""
+
+
+def _page(site: str, start: datetime, end: datetime, doc: _Doc) -> str:
+    nav = " ".join(
+        f'<a href="#{a}">{t}</a>'
+        for a, t in (
+            ("summary", "Summary"),
+            ("specific-heat", "Thermal"),
+            ("power", "Electrical"),
+            ("grades", "Grades"),
+            ("baselines", "M&amp;V"),
+            ("alerts", "Alerts"),
+            ("shifts", "Shifts"),
+        )
+    )
+    generated = datetime.now(UTC)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>kilnwatch energy report {_esc(site)} {start:%Y-%m-%d} – {end - timedelta(microseconds=1):%Y-%m-%d}</title>
+<style>{_CSS}</style></head>
+<body>
+<h1>kilnwatch energy report — {_esc(site)}</h1>
+<p class="meta">{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC (end exclusive) · generated {generated:%Y-%m-%d %H:%M} UTC</p>
+<nav>{nav}</nav>
+{chr(10).join(doc.sections)}
+</body></html>
+"""
