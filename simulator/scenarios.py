@@ -1,0 +1,177 @@
+"""Fault scenarios of the simulated plant and the ``--scenario`` syntax.
+
+A scenario string is a comma-separated list of ``NAME[@START][+DURATION]``: ``false_air_leak@10m``
+starts a false-air leak after 10 simulated minutes and keeps it; ``plc_dropout@30s+2m`` takes the
+PLCs off the network after 30 s for 2 min. ``normal`` (or an empty string) is the plant without
+faults. Times are simulated time (``--speed`` compresses them) and accept ``s``, ``m``, ``h``, ``d``
+suffixes or bare seconds. Parsing is pure and raises :class:`ScenarioError` with one clear line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+class ScenarioError(ValueError):
+    """A scenario string that cannot be used (unknown name, bad time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioInfo:
+    """What a scenario does, for ``--list-scenarios`` and docs/simulator.md."""
+
+    name: str
+    #: Simulated seconds the fault lasts when no ``+DURATION`` is given; None = until the end.
+    default_duration_secs: float | None
+    summary: str
+    expected_effect: str
+
+
+CATALOGUE: dict[str, ScenarioInfo] = {
+    s.name: s
+    for s in (
+        ScenarioInfo(
+            "normal",
+            None,
+            "Steady 5,000 t/d operation with noise, slow drift and operator setpoint steps.",
+            "SHC 700-780 kcal/kg (~735), false air < 5 %, CO < 0.1 %, PH exit 300-340 °C, "
+            "raw VRM 14-18, coal mill 18-25, cement ball mill 32-40 kWh/t, WHR 30-45 kWh/t clinker.",
+        ),
+        ScenarioInfo(
+            "false_air_leak",
+            None,
+            "A preheater leak (cyclone door, flap valve) lets in cold air; onset over ~10 min.",
+            "PH exit O2 ~2.9 -> ~5.3 %, two-point false air ~3.5 -> ~20 % (> 15 % after ~10 min), "
+            "PH exit T +25-30 °C, SHC +25-35 kcal/kg (DOMAIN §8: ~2 kcal/kg per % false air), "
+            "PH gas flow +20 %, ID fan kW +30 %, WHR generation +15 % (more hot gas).",
+        ),
+        ScenarioInfo(
+            "burner_inefficiency",
+            None,
+            "Worn main-burner tip / poor coal fineness: incomplete combustion; onset over ~5 min.",
+            "SHC +6-7 % (~+45-50 kcal/kg), kiln-inlet CO 0.03 -> ~0.33 %, kiln-inlet O2 -0.6 %-pt, "
+            "kiln-inlet and PH exit T up, burning-zone T down.",
+        ),
+        ScenarioInfo(
+            "mill_running_empty",
+            None,
+            "Cement mill feed interrupted (clinker hopper empty) while the mill keeps turning.",
+            "cement_mill feed -> ~0.5 t/h within ~3 min, main drive stays ~75 % of rated, "
+            "kWh/t -> several thousand, Blaine and outlet temperature rise.",
+        ),
+        ScenarioInfo(
+            "whr_underperformance",
+            None,
+            "WHR boiler fouling and an AQC bypass damper left open; onset over ~15 min.",
+            "AQC inlet T -45 °C, SP outlet T +35 °C, generation ~7.8 -> ~4.6 MW: gross ~22, "
+            "net ~19 kWh/t clinker (< 30).",
+        ),
+        ScenarioInfo(
+            "compressed_air_leak",
+            None,
+            "A planned production stop (all sections off) during which compressed-air leaks keep "
+            "the compressors loaded.",
+            "production_running -> false, kiln and mills stop; compressor kW stays ~620 kW "
+            "(~78 % of on-production load) instead of dropping to ~245 kW; air flow ~100 Nm³/min.",
+        ),
+        ScenarioInfo(
+            "sensor_freeze",
+            None,
+            "Three transmitters freeze: PH exit O2 and AQC inlet T (status stays Good), clinker "
+            "exit T (PLC flags it: OPC UA Uncertain_LastUsableValue, Bad_SensorFailure after 30 min).",
+            "The frozen values stay exactly constant on Modbus and OPC UA; everything else moves.",
+        ),
+        ScenarioInfo(
+            "plc_dropout",
+            60.0,
+            "The PLCs drop off the network: Modbus and OPC UA listeners close (connection refused, "
+            "open connections reset) and come back after the duration (default 60 s).",
+            "Agent reads fail (comm_error) for the duration, then recover; OPC UA sessions and "
+            "subscriptions must be re-created. The plant keeps running meanwhile.",
+        ),
+        ScenarioInfo(
+            "kiln_stop",
+            7200.0,
+            "Kiln feed and fuel stop, the kiln cools down, then heats up on the main burner and "
+            "ramps feed back to nominal (default stop 2 h; restart takes ~1-3 h).",
+            "Feed and fuel -> 0, kiln running -> false, temperatures decay (O2 -> 20.9 %), WHR "
+            "trips; after the stop: heat-up on ~35 % firing, then a 45 min feed ramp.",
+        ),
+    )
+}
+
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_ITEM = re.compile(r"^(?P<name>[a-z_]+)(?:@(?P<start>[^+]+))?(?:\+(?P<dur>.+))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledScenario:
+    """One fault with its simulated start time and duration (None = until the end)."""
+
+    name: str
+    start_secs: float = 0.0
+    duration_secs: float | None = None
+
+    def active(self, t: float) -> bool:
+        """Whether the fault is on at simulated time ``t`` (seconds since start)."""
+        if t < self.start_secs:
+            return False
+        return self.duration_secs is None or t < self.start_secs + self.duration_secs
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.start_secs:
+            text += f"@{format_duration(self.start_secs)}"
+        if self.duration_secs is not None:
+            text += f"+{format_duration(self.duration_secs)}"
+        return text
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``90``, ``90s``, ``10m``, ``2h``, ``1.5d`` into seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ScenarioError(f"bad time {text!r}: use a number with s, m, h or d (e.g. 10m)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def format_duration(secs: float) -> str:
+    """The shortest exact spelling of a duration (``600`` -> ``10m``)."""
+    for unit in ("d", "h", "m"):
+        n = secs / _UNITS[unit]
+        if n >= 1 and n == int(n):
+            return f"{int(n)}{unit}"
+    return f"{int(secs)}s" if secs == int(secs) else f"{secs!r}s"
+
+
+def parse_scenarios(text: str) -> tuple[ScheduledScenario, ...]:
+    """Parse a ``--scenario`` string; ``normal`` entries are dropped (they add no fault)."""
+    out: list[ScheduledScenario] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        m = _ITEM.match(item)
+        if not m:
+            raise ScenarioError(
+                f"bad scenario {item!r}: use NAME[@START][+DURATION], e.g. false_air_leak@10m"
+            )
+        name = m.group("name")
+        if name not in CATALOGUE:
+            raise ScenarioError(f"unknown scenario {name!r}; known: {', '.join(CATALOGUE)}")
+        start = parse_duration(m.group("start")) if m.group("start") else 0.0
+        dur_text = m.group("dur")
+        duration = parse_duration(dur_text) if dur_text else CATALOGUE[name].default_duration_secs
+        if duration is not None and duration <= 0:
+            raise ScenarioError(f"scenario {item!r}: duration must be positive")
+        if name == "normal":
+            continue
+        out.append(ScheduledScenario(name, start, duration))
+    return tuple(out)
+
+
+def describe(scenarios: tuple[ScheduledScenario, ...]) -> str:
+    """One line for logs and the CLI banner."""
+    return ", ".join(str(s) for s in scenarios) if scenarios else "normal"
