@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from simulator.runner import SimulatedPlant
 
 from agent import storage
+from simulator.runner import SimulatedPlant
 
 
 @pytest_asyncio.fixture

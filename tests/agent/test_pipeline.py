@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from simulator.runner import SimulatedPlant
 
 from agent import storage
 from agent.config import Config, parse_config
 from agent.pipeline import Agent
+from simulator.runner import SimulatedPlant
 
 READ_FUNCTION_CODES = {1, 2, 3, 4}
 
