@@ -40,6 +40,27 @@ class AgentMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.source_connected = Gauge(
+            "kilnwatch_source_connected", "1 while the session with the device is up", ["source"], registry=r
+        )
+        self.source_requests = Gauge(
+            "kilnwatch_source_requests", "Protocol requests sent since start", ["source"], registry=r
+        )
+        self.source_skipped_polls = Gauge(
+            "kilnwatch_source_skipped_polls",
+            "Poll ticks skipped because a poll ran late",
+            ["source"],
+            registry=r,
+        )
+        self.source_reconnects = Gauge(
+            "kilnwatch_source_reconnects", "Successful reconnections since start", ["source"], registry=r
+        )
+        self.source_quarantined = Gauge(
+            "kilnwatch_source_quarantined_tags",
+            "Tags excluded from reads after a device exception (retried later)",
+            ["source"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "kilnwatch_pipeline_queue_depth_frames", "Sample frames waiting for the writer", registry=r
         )

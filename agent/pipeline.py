@@ -162,12 +162,19 @@ class Agent:
     # ---------------------------------------------------------------- sources
     async def _poll(self, conn: Connector) -> None:
         name = conn.name
+        stats = getattr(conn, "stats", None)
+        m = self.metrics
         async for frame in conn.stream():
-            t0 = time.perf_counter()
             self._note_source_state(name, frame)
-            await self._queue.put((name, frame))
-            self.metrics.queue_depth.set(self._queue.qsize())
-            self.metrics.poll_duration.labels(name).observe(time.perf_counter() - t0)
+            await self._queue.put((name, frame))  # full queue: wait (backpressure, see module doc)
+            m.queue_depth.set(self._queue.qsize())
+            if stats is not None:
+                m.poll_duration.labels(name).observe(stats.last_poll_secs)
+                m.source_connected.labels(name).set(1 if stats.connected else 0)
+                m.source_requests.labels(name).set(stats.requests)
+                m.source_skipped_polls.labels(name).set(stats.skipped_polls)
+                m.source_reconnects.labels(name).set(stats.reconnects)
+                m.source_quarantined.labels(name).set(stats.quarantined)
 
     def _note_source_state(self, name: str, frame: pl.DataFrame) -> None:
         """Record a ``source_status`` row when a source goes down or comes back (the connector logs)."""

@@ -130,6 +130,7 @@ async def test_rules_write_kpis_and_metrics_are_served(sim: SimulatedPlant, tmp_
     await asyncio.wait_for(task, 20)
     assert 'kilnwatch_source_samples_total{quality="good",source=' in body
     assert "kilnwatch_storage_rows_written_total" in body
+    assert "kilnwatch_source_connected{source=" in body
     kiln = agent.view.latest_kpis.get("kiln1", {})
     shc = kiln.get("specific_heat_kcal_per_kg_clinker", (None, ""))[0]
     assert shc is not None and 700 <= shc <= 780  # DOMAIN §1 typical for a 5-stage PH+PC line
