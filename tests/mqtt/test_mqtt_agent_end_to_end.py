@@ -54,6 +54,7 @@ async def test_alert_fired_by_the_agent_arrives_on_mqtt_and_in_duckdb(
         finally:
             stop.set()
             await asyncio.wait_for(task, 20)
+    await sub.wait_for(lambda ms: any(m.payload.get("state") == "offline" for m in ms), within=10)
     status = [m.payload["state"] for m in sub.snapshot("kilnwatch/plant1/status")]
     sub.stop()
 
