@@ -91,7 +91,7 @@ def energy_grade_view_sql() -> str:
     return f"""
 CREATE OR REPLACE VIEW v_energy_grade AS
 WITH src AS (
-    SELECT site, asset, kpi, value, window_secs, date_trunc('day', ts) AS day
+    SELECT site, asset, kpi, value, window_secs, epoch_us(ts) // 86400000000 AS day  -- UTC day number
     FROM kpi
     WHERE value IS NOT NULL
       AND kpi IN ('{ce}', 'clinker_coal_kgce_per_t', 'clinker_power_kwh_per_t', 'specific_power_kwh_per_t')
@@ -111,7 +111,7 @@ daily AS (
     WHERE s.window_secs = b.w
     GROUP BY ALL
 )
-SELECT d.site, d.asset, a.type AS asset_type, CAST(d.day AS DATE) AS day,
+SELECT d.site, d.asset, a.type AS asset_type, DATE '1970-01-01' + CAST(d.day AS INTEGER) AS day,
     clinker_energy_kgce_per_t,
     {_case_sql("clinker_energy_kgce_per_t", ce)} AS clinker_energy_grade,
     clinker_coal_kgce_per_t,
@@ -126,3 +126,35 @@ SELECT d.site, d.asset, a.type AS asset_type, CAST(d.day AS DATE) AS day,
 FROM daily d JOIN assets a ON a.site = d.site AND a.asset = d.asset
 WHERE a.type IN ('kiln', 'cement_mill')
 """
+
+
+_SHORT_NAMES: dict[str, str] = {
+    "clinker_energy_kgce_per_t": "energy",
+    "clinker_coal_kgce_per_t": "coal",
+    "clinker_power_kwh_per_t": "power",
+    "cement_energy_kgce_per_t": "energy",
+    "cement_preparation_kwh_per_t": "preparation",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AssetGrades:
+    """Current GB 16780-2021 grades of one kiln or cement mill (rule engine ``TickResult.grades``).
+
+    ``window_secs`` is the KPI window the values come from (3600 = last closed hour).
+    """
+
+    asset: str
+    window_secs: int
+    grades: tuple[Grade, ...]
+
+    def __str__(self) -> str:
+        return ", ".join(
+            f"{_SHORT_NAMES.get(g.indicator, g.indicator)} {g.value:.1f} {g.label}" for g in self.grades
+        )
+
+    def worst(self) -> int | None:
+        """The weakest grade over the indicators (None when any indicator fails grade 3)."""
+        if not self.grades or any(g.grade is None for g in self.grades):
+            return None
+        return max(g.grade for g in self.grades if g.grade is not None)

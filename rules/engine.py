@@ -1,0 +1,1081 @@
+"""The rule engine: rule packs (CONTRACT §6), incremental KPI windows and alert events.
+
+``RuleEngine.tick(window, now)`` is what the agent calls every ``evaluate_every_secs``. It reads only
+the rows of ``window`` that are new since the previous tick (binary search on the time-ordered
+``ts``), folds them into per-minute tag statistics, and from those emits each 1-min, 15-min and
+hourly KPI window once it has closed. Rules are evaluated on the current values (the last minute of
+raw samples) or, with ``window = "60m"``, on KPIs over the rolling window. Nothing here reads a
+clock: the result is a pure function of the frames and times passed in.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import re
+import string
+import tomllib
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, cast, get_args
+
+import numpy as np
+import polars as pl
+
+from agent.config import AssetType, Config
+from rules import constants as C
+from rules.alerts import AlertEvent, Severity
+from rules.expr import Condition, ExprError, name_columns, parse_condition, single_name, to_polars
+from rules.grades import AssetGrades, grade
+from rules.kpi import (
+    KPI_ROW_SCHEMA,
+    SMALL_ENGINE,
+    VOCABULARY,
+    AssetModel,
+    compute_kpis,
+    empty_kpi_rows,
+    kpi_column,
+    merge_stats,
+    tag_stats,
+    to_us,
+    vocabulary_for,
+    window_range,
+)
+from rules.state import AlertTracker, Observation, Phase, Transition
+
+__all__ = [
+    "HistoryResult",
+    "Rule",
+    "RuleEngine",
+    "RulePackError",
+    "TickResult",
+    "compute_kpis",
+    "evaluate_history",
+    "load_rules",
+    "parse_rule_pack",
+]
+
+log = logging.getLogger(__name__)
+
+US = 1_000_000
+MINUTE_US = 60 * US
+BUILTIN_PACK = "cement.toml"
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+ASSET_TYPES: tuple[str, ...] = get_args(AssetType)
+TEMPLATE_FIELDS = frozenset({"value", "threshold", "unit", "asset", "rule", "severity", "site"})
+RULE_KEYS = frozenset(
+    {
+        "id",
+        "asset",
+        "asset_type",
+        "when",
+        "for",
+        "clear",
+        "suppress_when",
+        "severity",
+        "message",
+        "resolved_message",
+        "enabled",
+        "window",
+        "unit",
+        "description",
+    }
+)
+_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh])")
+
+
+class RulePackError(Exception):
+    """Rule packs that cannot be used; ``problems`` holds one line per problem (file, rule, name)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+# ------------------------------------------------------------------------------------------ rules
+@dataclass(frozen=True)
+class Rule:
+    """One rule of a pack, its conditions parsed once (CONTRACT §6 plus ``window``/``asset_type``)."""
+
+    id: str
+    asset: str
+    when: Condition
+    for_secs: float = 0.0
+    clear: Condition | None = None
+    suppress_when: Condition | None = None
+    severity: Severity = "warning"
+    message: str = "{rule} on {asset}: {value} {unit} (threshold {threshold})"
+    resolved_message: str | None = None
+    enabled: bool = True
+    #: Evaluate on KPIs over this rolling window (None = the current 1-min values).
+    window_secs: int | None = None
+    asset_types: tuple[str, ...] = ()
+    unit: str | None = None
+    description: str = ""
+    source: str = ""
+
+    @property
+    def names(self) -> frozenset[str]:
+        out = set(self.when.names)
+        for c in (self.clear, self.suppress_when):
+            if c is not None:
+                out |= c.names
+        return frozenset(out)
+
+    def applies_to(self, asset_id: str, asset_type: str) -> bool:
+        if self.asset_types and asset_type not in self.asset_types:
+            return False
+        return fnmatch.fnmatchcase(asset_id, self.asset)
+
+    def value_name(self) -> str | None:
+        cmp = self.when.first_comparison()
+        return single_name(cmp.left) if cmp is not None else None
+
+
+def parse_duration(value: object) -> float:
+    """``"10m"``, ``"1h30m"``, ``"45s"`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration like '10m', '30s' or '1h'")
+    if isinstance(value, int | float):
+        if value < 0 or not math.isfinite(value):
+            raise ValueError("must be a non-negative number of seconds")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("a duration like '10m', '30s' or '1h'")
+    text = value.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or _DURATION.sub("", text).strip():
+        raise ValueError(f"{value!r} is not a duration like '10m', '30s', '1h' or '1h30m'")
+    return sum(float(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
+
+
+def _check_template(template: str) -> str | None:
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"bad message template ({exc})"
+    for _, name, spec, _conv in fields:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS:
+            return f"message field {{{name}}} is not one of {', '.join(sorted(TEMPLATE_FIELDS))}"
+        if spec and "{" in spec:
+            return "nested fields in a message template are not supported"
+    try:
+        sample = {"value": 1.0, "threshold": 2.0, "unit": "x", "asset": "a", "rule": "r", "severity": "info"}
+        string.Formatter().vformat(template, (), {**sample, "site": "s"})
+    except (ValueError, TypeError) as exc:
+        return f"bad message template ({exc})"
+    return None
+
+
+class _SafeFormatter(string.Formatter):
+    """Formats a message; a missing value shows as ``n/a`` instead of failing on ``{value:.0f}``."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if value is None:
+            return "n/a"
+        try:
+            return str(super().format_field(value, format_spec))
+        except (ValueError, TypeError):
+            return str(value)
+
+
+_FORMATTER = _SafeFormatter()
+
+
+def render_message(template: str, **fields: object) -> str:
+    """Fill a rule's message template (only the fields in :data:`TEMPLATE_FIELDS`)."""
+    return _FORMATTER.vformat(template, (), fields)
+
+
+def _rule_from_table(
+    raw: dict[str, Any], source: str, index: int, problems: list[str]
+) -> Rule | tuple[str, bool] | None:
+    """A rule, or ``(id, False)`` for a bare ``enabled = false`` override, or None on problems."""
+    rid = raw.get("id")
+    label = f"rule '{rid}'" if isinstance(rid, str) else f"rule[{index}]"
+    where = f"{source}: {label}"
+    n_before = len(problems)
+    for k in sorted(set(raw) - RULE_KEYS):
+        problems.append(f"{where}: unknown key '{k}' (typo?)")
+    if not isinstance(rid, str) or not _ID.match(rid):
+        problems.append(f"{where}: id must be a text of letters, digits, '_', '.', '-'")
+        return None
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.append(f"{where}: enabled must be true or false")
+        return None
+    if not enabled and "when" not in raw:
+        return None if len(problems) > n_before else (rid, False)
+
+    def text(key: str, default: str | None = None) -> str | None:
+        v = raw.get(key, default)
+        if v is not None and not isinstance(v, str):
+            problems.append(f"{where}: {key} must be a text")
+            return None
+        return v
+
+    def condition(key: str) -> Condition | None:
+        src = text(key)
+        if src is None:
+            return None
+        try:
+            return parse_condition(src)
+        except ExprError as exc:
+            problems.append(f"{where}: {key}: {exc}")
+            return None
+
+    if "when" not in raw:
+        problems.append(f"{where}: 'when' is required")
+    when = condition("when")
+    clear = condition("clear")
+    suppress = condition("suppress_when")
+    asset = text("asset", "*") or "*"
+    severity = raw.get("severity", "warning")
+    if severity not in SEVERITIES:
+        problems.append(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
+    types_raw = raw.get("asset_type", [])
+    types = [types_raw] if isinstance(types_raw, str) else types_raw
+    if not isinstance(types, list) or any(t not in ASSET_TYPES for t in types):
+        problems.append(f"{where}: asset_type must be one or a list of {', '.join(ASSET_TYPES)}")
+        types = []
+    for_secs = window_secs = 0.0
+    try:
+        for_secs = parse_duration(raw.get("for", 0))
+    except ValueError as exc:
+        problems.append(f"{where}: for: {exc}")
+    if "window" in raw:
+        try:
+            window_secs = parse_duration(raw["window"])
+            if window_secs < 1:
+                raise ValueError("a rule window must be at least 1 s")
+        except ValueError as exc:
+            problems.append(f"{where}: window: {exc}")
+    message = text("message", Rule.message) or Rule.message
+    resolved = text("resolved_message")
+    for key, tmpl in (("message", message), ("resolved_message", resolved)):
+        if tmpl is not None and (err := _check_template(tmpl)) is not None:
+            problems.append(f"{where}: {key}: {err}")
+    unit = text("unit")
+    description = text("description", "") or ""
+    # Names: every name must be a KPI, a signal role or an asset parameter (of the given types).
+    vocab = VOCABULARY if not types else frozenset().union(*(vocabulary_for(t) for t in types))
+    for key, cond in (("when", when), ("clear", clear), ("suppress_when", suppress)):
+        if cond is None:
+            continue
+        for name in name_columns(cond.tree):
+            if name in vocab:
+                continue
+            if name in VOCABULARY:
+                problems.append(f"{where}: {key}: name '{name}' does not apply to {'/'.join(types)} assets")
+            else:
+                problems.append(f"{where}: unknown name '{name}'")
+    if len(problems) > n_before or when is None:
+        return None
+    return Rule(
+        id=rid,
+        asset=asset,
+        when=when,
+        for_secs=for_secs,
+        clear=clear,
+        suppress_when=suppress,
+        severity=cast(Severity, severity),
+        message=message,
+        resolved_message=resolved,
+        enabled=enabled,
+        window_secs=round(window_secs) if window_secs else None,
+        asset_types=tuple(types),
+        unit=unit,
+        description=description,
+        source=source,
+    )
+
+
+def parse_rule_pack(text: str, source: str) -> tuple[list[Rule], list[str], list[str]]:
+    """Parse one pack: (rules, ids disabled by a bare ``enabled = false``, problems)."""
+    problems: list[str] = []
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return [], [], [f"{source}: not valid TOML ({exc})"]
+    for k in sorted(set(doc) - {"rule"}):
+        problems.append(f"{source}: unknown top-level key '{k}' (rules are [[rule]] tables)")
+    tables = doc.get("rule", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        return [], [], [*problems, f"{source}: 'rule' must be an array of tables ([[rule]])"]
+    rules: list[Rule] = []
+    disabled: list[str] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(tables):
+        got = _rule_from_table(raw, source, i, problems)
+        rid = raw.get("id")
+        if isinstance(rid, str):
+            if rid in seen:
+                problems.append(f"{source}: rule '{rid}': id declared twice in this file")
+            seen.add(rid)
+        if isinstance(got, Rule):
+            rules.append(got)
+        elif isinstance(got, tuple):
+            disabled.append(got[0])
+    return rules, disabled, problems
+
+
+def builtin_pack_text() -> tuple[str, str]:
+    """(source label, TOML text) of the built-in cement pack (package data ``rules/packs``)."""
+    res = resources.files("rules").joinpath("packs", BUILTIN_PACK)
+    return f"<built-in>/{BUILTIN_PACK}", res.read_text(encoding="utf-8")
+
+
+def load_rules(cfg: Config) -> list[Rule]:
+    """The built-in pack, then each of ``agent.rule_files`` in order; a later id replaces an earlier one.
+
+    Raises :class:`RulePackError` with one line per problem, e.g.
+    ``site.toml: rule 'kiln.x': unknown name 'shc'``. Disabled rules are left out of the result.
+    """
+    problems: list[str] = []
+    by_id: dict[str, Rule] = {}
+    sources = [builtin_pack_text()]
+    for f in cfg.agent.rule_files:
+        try:
+            sources.append((f, Path(f).read_text(encoding="utf-8")))
+        except OSError as exc:
+            problems.append(f"{f}: cannot read ({exc.strerror})")
+    for label, text in sources:
+        rules, disabled, probs = parse_rule_pack(text, label)
+        problems.extend(probs)
+        for r in rules:
+            by_id.pop(r.id, None)  # re-declared ids move to the end, in file order
+            by_id[r.id] = r
+        for rid in disabled:
+            if by_id.pop(rid, None) is None:
+                log.info("%s: rule %r disabled but not declared before", label, rid)
+    problems.extend(AssetModel.from_config(cfg).problems)
+    if problems:
+        raise RulePackError(problems)
+    return [r for r in by_id.values() if r.enabled]
+
+
+# ------------------------------------------------------------------------------------------ engine
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What one tick produced (see :meth:`RuleEngine.tick`)."""
+
+    #: KPI rows of windows that closed since the previous tick (CONTRACT §3 ``kpi`` + good_fraction, reason).
+    kpi_rows: pl.DataFrame
+    #: asset -> kpi -> (value, unit): current 1-min values for MQTT and the terminal.
+    latest: dict[str, dict[str, tuple[float | None, str]]]
+    #: Alert transitions (firing / resolved), in a deterministic order.
+    events: list[AlertEvent]
+    #: GB 16780-2021 grades per kiln and cement mill (last hourly window, else current values).
+    grades: dict[str, AssetGrades] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    rule: Rule
+    index: int
+    assets: tuple[str, ...]
+    exprs: tuple[pl.Expr, ...]
+    #: row (config order) of each asset in ``assets``
+    rows: np.ndarray[Any, np.dtype[np.intp]]
+
+
+class RuleEngine:
+    """Incremental KPI windows and alert state for one site (see the module docstring)."""
+
+    def __init__(self, cfg: Config, rules: list[Rule] | None = None) -> None:
+        self.cfg = cfg
+        self.site = cfg.agent.site
+        self.model = AssetModel.from_config(cfg)
+        self.rules = load_rules(cfg) if rules is None else [r for r in rules if r.enabled]
+        self.tracker = AlertTracker(self.site)
+        self._stale_us = int(cfg.agent.stale_after_secs * US)
+        self._lateness_us = int(C.ALLOWED_LATENESS_SECS * US)
+        self._disorder_us = int(C.MAX_DISORDER_SECS * US)
+        self._ledger: dict[int, pl.DataFrame] = {}
+        self._acc: dict[int, dict[int, pl.DataFrame]] = {}
+        self._watermark: int | None = None
+        self._next_start: dict[int, int] = {}
+        self._open: dict[tuple[str, str], AlertEvent] = {}
+        self._orphans: list[AlertEvent] = []
+        self._hourly: dict[str, dict[str, float | None]] = {}
+        self._groups: dict[int | None, list[_Compiled]] = {}
+        self._asset_ids = [a.id for a in self.model.assets]
+        row_of = {a: i for i, a in enumerate(self._asset_ids)}
+        #: rows of the (rule, asset) pairs that are pending or firing, per rule id
+        self._active: dict[str, set[int]] = {}
+        for i, rule in enumerate(self.rules):
+            assets: list[str] = []
+            for a in self.model.assets:
+                if not rule.applies_to(a.id, a.type):
+                    continue
+                missing = sorted(rule.names - self.model.available[a.id])
+                if missing:
+                    log.info(
+                        "rule %s not evaluated on %s: %s not configured", rule.id, a.id, ", ".join(missing)
+                    )
+                    continue
+                assets.append(a.id)
+            if not assets:
+                continue
+            w = rule.window_secs if rule.window_secs not in (None, C.CURRENT_WINDOW_SECS) else None
+            rows = np.asarray([row_of[a] for a in assets], dtype=np.intp)
+            self._groups.setdefault(w, []).append(
+                _Compiled(rule, i, tuple(assets), _rule_exprs(rule, i), rows)
+            )
+        self._suppress_by_index = {
+            c.index: _suppress_expr(c.rule, c.index) for cs in self._groups.values() for c in cs
+        }
+        self._max_rule_window_us = max((w or 0 for w in self._groups), default=0) * US
+        self._latest_cols = sorted(
+            {kpi_column(s.name) for specs in self.model.kpis_by_asset.values() for s in specs}
+        )
+        self._grade_cache: dict[str, AssetGrades] = {}
+        self._rolling: dict[int, _Rolling] = {
+            w: _Rolling(w) for w in self._groups if w is not None and w > C.RAW_WINDOW_MAX_SECS
+        }
+
+    # -------------------------------------------------------------- restart
+    def restore(self, open_alerts: list[AlertEvent]) -> None:
+        """Alerts stored as firing before a restart: their episodes continue (never fired twice).
+
+        An open alert whose rule or asset no longer exists is resolved on the next tick.
+        """
+        active = {(c.rule.id, a) for cs in self._groups.values() for c in cs for a in c.assets}
+        for ev in open_alerts:
+            if ev.state != "firing":
+                continue
+            key = (ev.rule, ev.asset)
+            if key in active:
+                self.tracker.restore(ev.rule, ev.asset, ev.alert_id, ev.started_at)
+                self._active.setdefault(ev.rule, set()).add(self._asset_ids.index(ev.asset))
+                self._open[key] = ev
+            else:
+                self._orphans.append(ev)
+
+    def open_alerts(self) -> list[AlertEvent]:
+        """The firing episodes, as their latest firing event (what an outbox would restore)."""
+        return [self._open[k] for k in sorted(self._open)]
+
+    # -------------------------------------------------------------- tick
+    def tick(self, window: pl.DataFrame, now: datetime) -> TickResult:
+        """Evaluate at ``now``; ``window`` holds recent samples (SAMPLE_SCHEMA), time-ordered.
+
+        Rows may be out of order by up to ``MAX_DISORDER_SECS`` (several sources); a row that
+        arrives more than ``ALLOWED_LATENESS_SECS`` after its timestamp misses the KPI windows.
+        """
+        now_us = to_us(now)
+        ts = window.get_column("ts")
+        self._ingest(window, ts, now_us - self._lateness_us, now_us)
+        kpi_rows = self._close_windows()
+        self._update_rolling()
+        self._prune()
+        frames = self._evaluation_frames(window, ts, now_us)
+        latest = self._latest(frames[None])
+        events = self._evaluate_rules(frames, now)
+        if kpi_rows.height or not self._grade_cache:  # grades move at most once a minute
+            self._grade_cache = self._grades(latest)
+        return TickResult(kpi_rows=kpi_rows, latest=latest, events=events, grades=dict(self._grade_cache))
+
+    def _slice_from(self, window: pl.DataFrame, ts: pl.Series, start_us: int) -> pl.DataFrame:
+        """Rows from the first one at or after ``start_us`` minus the disorder allowance (binary search)."""
+        if window.height == 0:
+            return window
+        at = _from_us(start_us - self._disorder_us)
+        idx = int(ts.search_sorted(at, side="left"))  # type: ignore[arg-type]
+        return window.slice(idx)
+
+    def _ingest(self, window: pl.DataFrame, ts: pl.Series, wm_new: int, now_us: int) -> None:
+        """Fold rows with ``ts`` in [previous watermark, new watermark) into per-minute statistics.
+
+        The first tick starts the KPI windows at the oldest sample it is given (or at ``now``).
+        """
+        old = self._watermark
+        if old is not None and wm_new <= old:
+            return
+        if old is None:
+            first = ts.min() if window.height else None
+            first_us = to_us(first) if isinstance(first, datetime) else now_us
+            for w in C.KPI_WINDOWS_SECS:
+                wus = w * US
+                self._next_start[w] = first_us // wus * wus
+            slab = window.filter(pl.col("ts") < _from_us(wm_new))
+        else:
+            slab = self._slice_from(window, ts, old).filter(
+                (pl.col("ts") >= _from_us(old)) & (pl.col("ts") < _from_us(wm_new))
+            )
+        self._watermark = wm_new
+        if slab.height == 0:
+            return
+        stats = tag_stats(slab, 60).collect(engine=SMALL_ENGINE)
+        for (minute,), part in stats.partition_by("window", as_dict=True, include_key=False).items():
+            m = int(cast(int, minute))
+            prev = self._ledger.get(m)
+            if prev is not None:
+                part = merge_stats(pl.concat([prev, part]).lazy(), keys=("tag",)).collect(engine=SMALL_ENGINE)
+            self._ledger[m] = part.select("tag", "sum", "n_good", "n_total", "last_good")
+
+    def _ledger_stats(self, spans: Iterable[tuple[int, int, int]]) -> pl.LazyFrame:
+        """Statistics of [start, end) spans labelled ``label``, summed from the minute ledger."""
+        parts = [
+            self._ledger[m].lazy().with_columns(pl.lit(label, dtype=pl.Int64).alias("window"))
+            for label, start, end in spans
+            for m in range(start // MINUTE_US * MINUTE_US, end, MINUTE_US)
+            if m in self._ledger
+        ]
+        if not parts:
+            return pl.LazyFrame(schema=_STATS_SCHEMA)
+        return merge_stats(pl.concat(parts, how="vertical"))
+
+    def _close_windows(self) -> pl.DataFrame:
+        """KPI rows of every 1-min, 15-min and hourly window that closed since the previous tick.
+
+        All windows closing at this tick are evaluated together (one Polars plan); 15-min and
+        hourly statistics come from running sums fed as each minute closes (no re-read of an hour).
+        """
+        wm = self._watermark
+        assert wm is not None
+        closing: list[tuple[int, int]] = []  # (window_secs, start)
+        for w in C.KPI_WINDOWS_SECS:
+            wus = w * US
+            start = self._next_start[w]
+            starts = list(range(start, wm - wus + 1, wus)) if start + wus <= wm else []
+            if starts:
+                self._next_start[w] = starts[-1] + wus
+                closing += [(w, s) for s in starts]
+        if not closing:
+            return empty_kpi_rows()
+        self._accumulate([s for w, s in closing if w == 60])
+        parts = []
+        for label, (w, s) in enumerate(closing):
+            stats = self._ledger.get(s) if w == 60 else self._acc[w].pop(s, None)
+            if stats is not None:
+                parts.append(stats.lazy().with_columns(pl.lit(label, dtype=pl.Int64).alias("window")))
+        stats_lf = (
+            pl.concat([p.select(_STATS_COLUMNS) for p in parts], how="vertical")
+            if parts
+            else pl.LazyFrame(schema=_STATS_SCHEMA)
+        )
+        frame = self.model.evaluate(stats_lf, range(len(closing)))
+        frame = frame.with_columns(
+            pl.col("window").alias("_label"),
+            pl.col("window")
+            .replace_strict(list(range(len(closing))), [s for _, s in closing], return_dtype=pl.Int64)
+            .alias("window"),
+        )
+        out: list[pl.DataFrame] = []
+        for w in C.KPI_WINDOWS_SECS:
+            labels = [i for i, (ww, _) in enumerate(closing) if ww == w]
+            if not labels:
+                continue
+            sub = frame.filter(pl.col("_label").is_in(labels))
+            out.append(self.model.kpi_rows(sub, w))
+            if w == 3600:
+                self._remember_hourly(sub.filter(pl.col("_label") == labels[-1]))
+        return pl.concat(out, how="vertical") if len(out) > 1 else out[0]
+
+    def _accumulate(self, minutes: list[int]) -> None:
+        """Add closed minutes to the running statistics of their 15-min and hourly windows."""
+        for w in C.KPI_WINDOWS_SECS:
+            if w == 60:
+                continue
+            wus = w * US
+            by_start: dict[int, list[pl.DataFrame]] = {}
+            for m in minutes:
+                if m in self._ledger:
+                    by_start.setdefault(m // wus * wus, []).append(self._ledger[m])
+            acc = self._acc.setdefault(w, {})
+            for start, frames in by_start.items():
+                prev = acc.get(start)
+                merged = pl.concat([*([prev] if prev is not None else []), *frames], how="vertical")
+                acc[start] = merge_stats(merged.lazy(), keys=("tag",)).collect(engine=SMALL_ENGINE)
+
+    def _update_rolling(self) -> None:
+        """Keep each long rule window's sum over its closed minutes: add new minutes, drop old ones.
+
+        Sums and counts are additive, so a tick costs two small merges instead of re-reading an
+        hour of minutes. Rebuilt from the ledger every hour (no float drift) or after a gap.
+        """
+        wm = self._watermark
+        assert wm is not None
+        open_minute = wm // MINUTE_US * MINUTE_US
+        for r in self._rolling.values():
+            # whole minutes inside the last ``secs`` (the open minute is added at evaluation)
+            start = -((r.secs * US - wm) // MINUTE_US) * MINUTE_US
+            drop = [m for m in r.minutes if m < start]
+            rebuild = (
+                r.closed is None
+                or open_minute // 3_600_000_000 != r.upto // 3_600_000_000
+                or any(m not in self._ledger for m in drop)
+            )
+            if rebuild:
+                r.minutes = deque(m for m in sorted(self._ledger) if start <= m < open_minute)
+                parts = [self._ledger[m] for m in r.minutes]
+            else:
+                add = [m for m in sorted(self._ledger) if max(r.upto, start) <= m < open_minute]
+                r.minutes = deque([*(m for m in r.minutes if m >= start), *add])
+                parts = [
+                    r.closed,  # type: ignore[list-item]
+                    *(self._ledger[m] for m in add),
+                    *(_negated(self._ledger[m]) for m in drop),
+                ]
+            r.upto = open_minute
+            r.closed = (
+                merge_stats(pl.concat([_counts_only(p) for p in parts]).lazy(), keys=("tag",))
+                .filter(pl.col("n_total") > 0)
+                .collect(engine=SMALL_ENGINE)
+                if parts
+                else _empty_stats()
+            )
+
+    def _prune(self) -> None:
+        wm = self._watermark
+        assert wm is not None
+        keep_from = min(
+            min(self._next_start.values()),
+            (wm - self._max_rule_window_us) // MINUTE_US * MINUTE_US - MINUTE_US,
+        )
+        for m in [m for m in self._ledger if m < keep_from]:
+            del self._ledger[m]
+
+    def _evaluation_frames(
+        self, window: pl.DataFrame, ts: pl.Series, now_us: int
+    ) -> dict[int | None, pl.DataFrame]:
+        """Signals and KPIs of the current minute and of each rule window, in one evaluation.
+
+        Label 0 is the current minute: raw samples of [now - 60 s, now). A rule window up to
+        ``RAW_WINDOW_MAX_SECS`` is read from raw samples too; a longer one is its rolling sum of
+        closed minutes plus the open minute. A tag without a good sample in the last
+        ``stale_after_secs`` counts as having no good data in every one of them.
+        """
+        wm = self._watermark
+        assert wm is not None
+        labels: dict[int | None, int] = {None: 0}
+        for i, gw in enumerate(sorted(k for k in self._groups if k is not None), start=1):
+            labels[gw] = i
+        parts: list[pl.LazyFrame] = []
+        raw_labels: list[int] = []
+        longest_raw = max([C.CURRENT_WINDOW_SECS, *(w for w in labels if w and w <= C.RAW_WINDOW_MAX_SECS)])
+        tail = self._slice_from(window, ts, now_us - longest_raw * US)
+        open_minute = wm // MINUTE_US * MINUTE_US
+        recent = [m for m in self._ledger if m + MINUTE_US > wm - self._stale_us]
+        for w, label in labels.items():
+            secs = w or C.CURRENT_WINDOW_SECS
+            if secs <= C.RAW_WINDOW_MAX_SECS:
+                lo = now_us - secs * US
+                rows = tail.filter((pl.col("ts") >= _from_us(lo)) & (pl.col("ts") < _from_us(now_us)))
+                parts.append(tag_stats(rows, secs, label=label))
+                raw_labels.append(label)
+                continue
+            r = self._rolling[secs]
+            pieces = [_counts_only(r.closed if r.closed is not None else _empty_stats())]
+            pieces += [self._ledger[m] for m in (open_minute,) if m in self._ledger]
+            pieces += [_last_good_only(self._ledger[m]) for m in recent if m != open_minute]
+            parts.append(
+                merge_stats(pl.concat(pieces).lazy(), keys=("tag",)).with_columns(
+                    pl.lit(label, dtype=pl.Int64).alias("window")
+                )
+            )
+        order = sorted(labels.values())
+        stale = [(now_us if label in raw_labels else wm) - self._stale_us for label in order]
+        stats = pl.concat([p.select(_STATS_COLUMNS) for p in parts], how="vertical")
+        frame = self.model.evaluate(stats, order, stale_before_us=stale)
+        return {w: frame.filter(pl.col("window") == label) for w, label in labels.items()}
+
+    # -------------------------------------------------------------- outputs
+    def _latest(self, current: pl.DataFrame) -> dict[str, dict[str, tuple[float | None, str]]]:
+        data = current.select("asset", *self._latest_cols).to_dict(as_series=False)
+        index = {a: i for i, a in enumerate(data["asset"])}
+        out: dict[str, dict[str, tuple[float | None, str]]] = {}
+        for asset, specs in self.model.kpis_by_asset.items():
+            i = index.get(asset)
+            if i is None or not specs:
+                continue
+            # values are finite or None by construction (rules.kpi guards every KPI)
+            out[asset] = {s.name: (data[kpi_column(s.name)][i], s.unit) for s in specs}
+        return out
+
+    def _remember_hourly(self, frame: pl.DataFrame) -> None:
+        for row in frame.iter_rows(named=True):
+            self._hourly[row["asset"]] = {k: _finite(row.get(k)) for k in _GRADE_KPIS}
+
+    def _grades(self, latest: dict[str, dict[str, tuple[float | None, str]]]) -> dict[str, AssetGrades]:
+        out: dict[str, AssetGrades] = {}
+        for a in self.model.assets:
+            if a.type not in ("kiln", "cement_mill"):
+                continue
+            hourly = self._hourly.get(a.id)
+            values = hourly if hourly and any(v is not None for v in hourly.values()) else None
+            basis = 3600
+            if values is None:
+                values = {k: v for k, (v, _u) in latest.get(a.id, {}).items()}
+                basis = C.CURRENT_WINDOW_SECS
+            indicators = (
+                [
+                    (k, k)
+                    for k in (
+                        "clinker_energy_kgce_per_t",
+                        "clinker_coal_kgce_per_t",
+                        "clinker_power_kwh_per_t",
+                    )
+                ]
+                if a.type == "kiln"
+                else [("cement_preparation_kwh_per_t", "specific_power_kwh_per_t")]
+            )
+            grades = tuple(
+                grade(
+                    ind,
+                    v,
+                    altitude_m=self.cfg.agent.altitude_m,
+                    site_pressure_pa=self.cfg.agent.site_pressure_pa,
+                )
+                for ind, k in indicators
+                if (v := values.get(k)) is not None
+            )
+            if grades:
+                out[a.id] = AssetGrades(a.id, basis, grades)
+        return out
+
+    # -------------------------------------------------------------- rules
+    def _evaluate_rules(self, frames: dict[int | None, pl.DataFrame], now: datetime) -> list[AlertEvent]:
+        """Advance the (rule, asset) pairs with the conditions of one evaluation.
+
+        Conditions are evaluated for all assets at once; only pairs whose ``when`` holds or that are
+        pending or firing go through the state machine (NULL acts as false there). Suppressions are
+        always read on the current minute: a rule on a rolling hour still stops while the kiln is
+        stopped *now*. Rows of every frame are in asset (config) order.
+        """
+        events = [_resolved_orphan(ev, now) for ev in self._orphans]
+        self._orphans.clear()
+        n = len(self.model.assets)
+        for w, compiled in sorted(self._groups.items(), key=lambda kv: kv[0] or 0):
+            frame, current = frames[w], frames[None]
+            assert frame.height == n and current.height == n, "one row per asset"
+            cond = frame.select(*[e for c in compiled for e in c.exprs])
+            supp = current.select(pl.col("window"), *[self._suppress_by_index[c.index] for c in compiled])
+            for c in compiled:
+                k = c.index
+                when = cond.get_column(f"w{k}").fill_null(False).to_numpy()
+                active = self._active.setdefault(c.rule.id, set())
+                rows = c.rows[when[c.rows]]
+                todo = sorted(set(rows.tolist()) | active)
+                if not todo:
+                    continue
+                clear = cond.get_column(f"c{k}").fill_null(False).to_numpy()
+                suppressed = supp.get_column(f"s{k}").fill_null(False).to_numpy()
+                val = cond.get_column(f"v{k}").to_numpy()
+                thr = cond.get_column(f"t{k}").to_numpy()
+                for i in todo:
+                    asset = self._asset_ids[i]
+                    obs = Observation(bool(when[i]), bool(clear[i]), bool(suppressed[i]))
+                    got = self.tracker.observe(c.rule.id, asset, now, obs, c.rule.for_secs)
+                    if self.tracker.state(c.rule.id, asset).phase is Phase.IDLE:
+                        active.discard(i)
+                    else:
+                        active.add(i)
+                    if got is None:
+                        continue
+                    tr, aid, started = got
+                    events.append(
+                        self._event(
+                            c.rule,
+                            asset,
+                            tr,
+                            aid,
+                            started,
+                            now,
+                            _finite(val[i]),
+                            _finite(thr[i]),
+                            suppressed=obs.suppressed is True,
+                        )
+                    )
+        return events
+
+    def _event(
+        self,
+        rule: Rule,
+        asset: str,
+        tr: Transition,
+        aid: str,
+        started: datetime,
+        now: datetime,
+        value: float | None,
+        threshold: float | None,
+        *,
+        suppressed: bool = False,
+    ) -> AlertEvent:
+        vname = rule.value_name()
+        unit = rule.unit if rule.unit is not None else self.model.units[asset].get(vname or "", "")
+        fields: dict[str, object] = {
+            "value": value,
+            "threshold": threshold,
+            "unit": unit,
+            "asset": asset,
+            "rule": rule.id,
+            "severity": rule.severity,
+            "site": self.site,
+        }
+        if tr is Transition.FIRED:
+            message = render_message(rule.message, **fields)
+        elif suppressed and rule.suppress_when is not None:
+            message = f"Resolved: {rule.id} on {asset} suppressed while {rule.suppress_when.text}"
+        elif rule.resolved_message is not None:
+            message = render_message(rule.resolved_message, **fields)
+        else:
+            message = render_message("Resolved: {rule} on {asset}, now {value:.4g} {unit}", **fields)
+        ev = AlertEvent(
+            alert_id=aid,
+            site=self.site,
+            asset=asset,
+            rule=rule.id,
+            severity=rule.severity,
+            state=tr.value,
+            value=value,
+            threshold=threshold,
+            unit=unit,
+            started_at=started,
+            ts=now,
+            message=message,
+            resolved_at=now if tr is Transition.RESOLVED else None,
+        )
+        if tr is Transition.FIRED:
+            self._open[(rule.id, asset)] = ev
+        else:
+            self._open.pop((rule.id, asset), None)
+        return ev
+
+
+_STATS_SCHEMA: dict[str, pl.DataType] = {
+    "window": pl.Int64(),
+    "tag": pl.String(),
+    "sum": pl.Float64(),
+    "n_good": pl.Int64(),
+    "n_total": pl.Int64(),
+    "last_good": pl.Int64(),
+}
+_STATS_COLUMNS = ("window", "tag", "sum", "n_good", "n_total", "last_good")
+
+
+@dataclass
+class _Rolling:
+    """Running statistics of a long rule window over its closed minutes (see ``_update_rolling``)."""
+
+    secs: int
+    closed: pl.DataFrame | None = None
+    minutes: deque[int] = field(default_factory=deque)
+    upto: int = 0
+
+
+def _empty_stats() -> pl.DataFrame:
+    return pl.DataFrame(schema={k: v for k, v in _STATS_SCHEMA.items() if k != "window"})
+
+
+def _counts_only(stats: pl.DataFrame) -> pl.DataFrame:
+    return stats.select("tag", "sum", "n_good", "n_total", pl.lit(None, dtype=pl.Int64).alias("last_good"))
+
+
+def _negated(stats: pl.DataFrame) -> pl.DataFrame:
+    return stats.select(
+        "tag",
+        -pl.col("sum"),
+        -pl.col("n_good"),
+        -pl.col("n_total"),
+        pl.lit(None, dtype=pl.Int64).alias("last_good"),
+    )
+
+
+def _last_good_only(stats: pl.DataFrame) -> pl.DataFrame:
+    return stats.select(
+        "tag",
+        pl.lit(0.0).alias("sum"),
+        pl.lit(0, dtype=pl.Int64).alias("n_good"),
+        pl.lit(0, dtype=pl.Int64).alias("n_total"),
+        "last_good",
+    )
+
+
+_GRADE_KPIS = (
+    "clinker_energy_kgce_per_t",
+    "clinker_coal_kgce_per_t",
+    "clinker_power_kwh_per_t",
+    "specific_power_kwh_per_t",
+)
+
+
+def _finite(v: object) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    f = float(cast(float, v))
+    return f if math.isfinite(f) else None
+
+
+def _from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us // US, tz=UTC).replace(microsecond=us % US)
+
+
+def _rule_exprs(rule: Rule, k: int) -> tuple[pl.Expr, ...]:
+    """when / clear / value / threshold of rule ``k`` as aliased expressions."""
+    when = rule.when.expr()
+    clear = rule.clear.expr() if rule.clear is not None else ~when.fill_null(False)
+    cmp = rule.when.first_comparison()
+    value = to_polars(cmp.left) if cmp is not None else pl.lit(None, dtype=pl.Float64)
+    thr = to_polars(cmp.right) if cmp is not None else pl.lit(None, dtype=pl.Float64)
+    return (
+        when.alias(f"w{k}"),
+        clear.alias(f"c{k}"),
+        value.cast(pl.Float64).alias(f"v{k}"),
+        thr.cast(pl.Float64).alias(f"t{k}"),
+    )
+
+
+def _suppress_expr(rule: Rule, k: int) -> pl.Expr:
+    supp = rule.suppress_when.expr() if rule.suppress_when is not None else pl.lit(False)
+    return supp.alias(f"s{k}")
+
+
+def _resolved_orphan(ev: AlertEvent, now: datetime) -> AlertEvent:
+    return AlertEvent(
+        alert_id=ev.alert_id,
+        site=ev.site,
+        asset=ev.asset,
+        rule=ev.rule,
+        severity=ev.severity,
+        state="resolved",
+        value=None,
+        threshold=ev.threshold,
+        unit=ev.unit,
+        started_at=ev.started_at,
+        ts=now,
+        message=f"Resolved: rule {ev.rule} is no longer configured for {ev.asset}",
+        resolved_at=now,
+    )
+
+
+# ------------------------------------------------------------------------------------------ history
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    """KPI rows of every window size and the alert events of a replay over stored samples."""
+
+    kpi_rows: pl.DataFrame
+    events: list[AlertEvent]
+
+
+def evaluate_history(
+    cfg: Config,
+    samples: pl.DataFrame,
+    rules: list[Rule] | None = None,
+    *,
+    windows_secs: Sequence[int] = C.KPI_WINDOWS_SECS,
+) -> HistoryResult:
+    """The full pack over a time range in one vectorised pass (backfill, what-if, benchmark).
+
+    Samples are aggregated once into 1-min tag statistics; 15-min and hourly windows and the rolling
+    rule windows are sums of those. Rules are evaluated at every minute end on the closed minute, as a
+    tick at that time would (without the live staleness check, which has no meaning for history);
+    the only sequential part is the per-pair state machine, skipped while idle.
+    """
+    engine = RuleEngine(cfg, rules)
+    model = engine.model
+    if samples.height == 0 or not model.assets:
+        return HistoryResult(empty_kpi_rows(), [])
+    ts = samples.get_column("ts").dt.epoch("us")
+    lo, hi = cast(int, ts.min()), cast(int, ts.max())
+    # one pass over the samples (streaming engine: bounded memory); everything else reads minutes
+    minute = tag_stats(samples, 60, last_good=False).collect()
+    rows: list[pl.DataFrame] = []
+    minutes = window_range(lo, hi, 60)
+    dense = model.dense_stats(minute, minutes)
+    frames: dict[int | None, pl.DataFrame] = {}
+    for w in windows_secs:
+        wus = w * US
+        if w == 60:
+            frame = model.evaluate(dense)
+            frames[None] = frame  # rules without a window read the closed minute (no staleness in history)
+        else:
+            stats = merge_stats(minute.lazy().with_columns(pl.col("window") // wus * wus))
+            frame = model.evaluate(stats, window_range(lo, hi, w))
+        rows.append(model.kpi_rows(frame, w))
+    if None not in frames:
+        frames[None] = model.evaluate(dense)
+    for rw in engine._groups:
+        if rw is not None:
+            # whole minutes of the last ``rw`` seconds ending with each minute
+            frames[rw] = model.evaluate(dense.rolling(max(1, rw // 60)))
+    events = _replay(engine, frames, minutes)
+    kpi_rows = pl.concat(rows, how="vertical") if rows else pl.DataFrame(schema=KPI_ROW_SCHEMA)
+    return HistoryResult(kpi_rows, events)
+
+
+def _replay(
+    engine: RuleEngine, frames: dict[int | None, pl.DataFrame], minutes: pl.Series
+) -> list[AlertEvent]:
+    """Step every rule's state machine at each minute end, in time order.
+
+    NULL conditions act as false in the state machine, so conditions become boolean arrays
+    (minutes x assets) and each (rule, asset) pair only visits the minutes where something can
+    happen: from a minute where ``when`` holds, until the pair is idle again.
+    """
+    n_min = minutes.len()
+    starts = minutes.to_numpy()
+    supp_frame = frames[None].sort("window", "asset")
+    asset_pos = {a: i for i, a in enumerate(supp_frame.get_column("asset").head(len(engine.model.assets)))}
+
+    def grid(frame: pl.DataFrame, col: str, *, boolean: bool) -> np.ndarray[Any, Any]:
+        series = frame.get_column(col)
+        arr = series.fill_null(False).to_numpy() if boolean else series.cast(pl.Float64).to_numpy()
+        return arr.reshape(n_min, -1)
+
+    found: list[tuple[int, int, int, int, AlertEvent]] = []
+    for g, (w, compiled) in enumerate(sorted(engine._groups.items(), key=lambda kv: kv[0] or 0)):
+        frame = (
+            frames[w]
+            .sort("window", "asset")
+            .select("window", "asset", *[e for c in compiled for e in c.exprs])
+        )
+        supp = supp_frame.select("window", *[_suppress_expr(c.rule, c.index) for c in compiled])
+        for c in compiled:
+            k = c.index
+            when, clear = grid(frame, f"w{k}", boolean=True), grid(frame, f"c{k}", boolean=True)
+            suppressed = grid(supp, f"s{k}", boolean=True)
+            val, thr = grid(frame, f"v{k}", boolean=False), grid(frame, f"t{k}", boolean=False)
+            for a_order, asset in enumerate(c.assets):
+                col = asset_pos[asset]
+                w_col = when[:, col]
+                candidates = np.flatnonzero(w_col & ~suppressed[:, col])
+                st = engine.tracker.state(c.rule.id, asset)
+                pos = 0
+                while pos < len(candidates):
+                    i = int(candidates[pos])
+                    while i < n_min:
+                        now = _from_us(int(starts[i]) + MINUTE_US)
+                        obs = Observation(bool(w_col[i]), bool(clear[i, col]), bool(suppressed[i, col]))
+                        got = engine.tracker.observe(c.rule.id, asset, now, obs, c.rule.for_secs)
+                        if got is not None:
+                            tr, aid, started = got
+                            ev = engine._event(
+                                c.rule,
+                                asset,
+                                tr,
+                                aid,
+                                started,
+                                now,
+                                _finite(val[i, col]),
+                                _finite(thr[i, col]),
+                                suppressed=obs.suppressed is True,
+                            )
+                            found.append((i, g, k, a_order, ev))
+                        if st.phase is Phase.IDLE:
+                            break
+                        i += 1
+                    pos = int(np.searchsorted(candidates, i, side="right"))
+    found.sort(key=lambda x: x[:4])
+    return [ev for *_, ev in found]

@@ -1,0 +1,1136 @@
+"""Cement energy KPIs (DOMAIN §1-§5, §8) as Polars expressions, evaluated per asset per window.
+
+Pipeline, all vectorised:
+
+1. :func:`tag_stats` - per UTC-aligned window and tag: sum and count of ``good`` samples, count of all
+   samples, time of the last good sample. Only ``good`` samples with a finite value count.
+2. :func:`AssetModel.signal_frame` - the signal frame: one row per window per asset, one column per
+   signal role (= window mean of good samples, summed over the role's tags), plus the asset's
+   parameters. Rows per asset rather than one column per tag keep the number of Polars expressions
+   independent of the plant size: the same ~30 KPI expressions serve 1 or 1,000 kilns.
+3. :meth:`AssetModel.kpi_frame` - KPI columns ``<kpi>``, ``<kpi>__reason``, ``<kpi>__gf``, including
+   the cross-asset ones (mill power allocated to clinker, WHR credited to its kiln).
+4. :meth:`AssetModel.kpi_rows` - long rows as stored in the ``kpi`` table (CONTRACT §3).
+
+A KPI whose denominator is below its minimum (kiln stopped, mill idle) or whose input has no good
+data is NULL with a ``reason``; it is never inf, NaN or huge.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from agent.config import TAG_ROLES, Asset, Config
+from rules import constants as C
+
+log = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------------------------ vocabulary
+#: The NCV role names a tag in the config (``fuel_ncv_tag``) but is a value in MJ/kg to the KPIs.
+NCV = "fuel_ncv_mj_per_kg"
+
+#: Signal roles as seen by KPIs and rules (CONTRACT §2), by asset type.
+ROLES_BY_TYPE: dict[str, tuple[str, ...]] = {
+    t: tuple(NCV if r == "fuel_ncv_tag" else r for r in roles) for t, roles in TAG_ROLES.items()
+}
+ALL_ROLES: tuple[str, ...] = tuple(dict.fromkeys(r for rs in ROLES_BY_TYPE.values() for r in rs))
+
+
+def role_aggregation(role: str) -> str:
+    """How the tags of a role combine: flows and powers add up (CONTRACT §2); temperatures,
+    concentrations and fineness of several measuring points are averaged; run flags take the max."""
+    if role.endswith(("_tph", "_kw")):
+        return "sum"
+    if role in ("running", "production_running"):
+        return "max"
+    return "mean"
+
+
+#: Asset parameters usable in rule conditions (None on an asset = rule not applicable to it).
+PARAMS: tuple[str, ...] = (
+    "feed_to_clinker",
+    "nominal_feed_tph",
+    "nominal_clinker_tph",
+    "target_specific_heat_kcal_per_kg",
+    "design_ph_exit_temp_c",
+    "rated_power_kw",
+    "typical_specific_power_kwh_per_t",
+    "fuel_co2_kg_per_gj",
+    "calcination_co2_kg_per_t",
+    "min_product_tph",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KpiSpec:
+    """One KPI: name (unit in the name), unit label, asset types, the roles it needs, its formula."""
+
+    name: str
+    unit: str
+    types: tuple[str, ...]
+    needs: tuple[str, ...]
+    formula: str
+    ref: str
+    #: Roles the credited kiln must have (WHR KPIs per t of that kiln's clinker).
+    kiln_needs: tuple[str, ...] = ()
+
+
+_MILLS = ("raw_mill", "coal_mill", "cement_mill")
+
+KPIS: tuple[KpiSpec, ...] = (
+    KpiSpec("clinker_tph", "t/h", ("kiln",), ("kiln_feed_tph",), "kiln feed / feed_to_clinker", "§1"),
+    KpiSpec("heat_input_gj_per_h", "GJ/h", ("kiln",), ("fuel_tph",), "sum of fuel t/h x NCV MJ/kg", "§1"),
+    KpiSpec(
+        "specific_heat_mj_per_t_clinker",
+        "MJ/t",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "heat input x 1000 / clinker t/h",
+        "§1",
+    ),
+    KpiSpec(
+        "specific_heat_kcal_per_kg_clinker",
+        "kcal/kg",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "specific heat MJ/t / 4.1868",
+        "§1",
+    ),
+    KpiSpec(
+        "clinker_coal_kgce_per_t",
+        "kgce/t",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "specific heat MJ/t / 29.3076 (GB 16780 fuel term)",
+        "§1, §3",
+    ),
+    KpiSpec(
+        "clinker_power_kwh_per_t",
+        "kWh/t",
+        ("kiln",),
+        ("kiln_feed_tph", "power_kw"),
+        "(kiln kW + raw-mill kWh/t x F + coal-mill kWh/t x coal/clinker - WHR net kW) / clinker",
+        "§2, §3",
+    ),
+    KpiSpec(
+        "clinker_energy_kgce_per_t",
+        "kgce/t",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph", "power_kw"),
+        "clinker coal kgce/t + clinker power kWh/t x 0.1229",
+        "§3",
+    ),
+    KpiSpec(
+        "co2_kg_per_t_clinker",
+        "kg/t",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "calcination EF (525, or 7.85 CaO% + 10.92 MgO%) + specific heat GJ/t x fuel EF kg/GJ",
+        "§4",
+    ),
+    KpiSpec(
+        "preheater_false_air_pct",
+        "%",
+        ("kiln",),
+        ("ph_exit_o2_pct", "kiln_inlet_o2_pct"),
+        "(O2 PH exit - O2 kiln inlet) / (21 - O2 PH exit) x 100, % of inlet gas",
+        "§8",
+    ),
+    KpiSpec(
+        "specific_power_kwh_per_t",
+        "kWh/t",
+        ("kiln", *_MILLS),
+        ("power_kw",),
+        "power kW / own product t/h (clinker for kilns, mill feed for mills)",
+        "§2",
+    ),
+    KpiSpec("power_kw", "kW", ("kiln", *_MILLS, "plant"), ("power_kw",), "sum of drive powers", "§2"),
+    KpiSpec("feed_tph", "t/h", _MILLS, ("feed_tph",), "mill feed (own product)", "§2"),
+    KpiSpec(
+        "fineness_blaine_cm2_per_g",
+        "cm2/g",
+        ("cement_mill",),
+        ("fineness_blaine_cm2_per_g",),
+        "Blaine fineness (window mean)",
+        "§6, §7",
+    ),
+    KpiSpec("whr_net_kw", "kW", ("whr",), ("generator_kw", "aux_kw"), "generator kW - WHR aux kW", "§5"),
+    KpiSpec(
+        "whr_kwh_per_t_clinker",
+        "kWh/t",
+        ("whr",),
+        ("generator_kw",),
+        "generator kW / credited kiln's clinker t/h (gross)",
+        "§5",
+        kiln_needs=("kiln_feed_tph",),
+    ),
+    KpiSpec(
+        "whr_net_kwh_per_t_clinker",
+        "kWh/t",
+        ("whr",),
+        ("generator_kw", "aux_kw"),
+        "WHR net kW / credited kiln's clinker t/h",
+        "§5",
+        kiln_needs=("kiln_feed_tph",),
+    ),
+    KpiSpec(
+        "compressor_share_pct",
+        "%",
+        ("plant",),
+        ("power_kw", "compressor_kw"),
+        "compressor kW / plant kW x 100",
+        "§8",
+    ),
+)
+KPI_BY_NAME: dict[str, KpiSpec] = {k.name: k for k in KPIS}
+KPI_UNITS: dict[str, str] = {k.name: k.unit for k in KPIS}
+KPI_NAMES: tuple[str, ...] = tuple(KPI_BY_NAME)
+
+#: Names the rule engine may read on a WHR asset, taken from the credited kiln.
+WHR_INHERITED: tuple[str, ...] = ("clinker_tph", "kiln_feed_tph", "nominal_feed_tph", "nominal_clinker_tph")
+#: Every name a rule condition may use.
+VOCABULARY: frozenset[str] = frozenset(ALL_ROLES) | frozenset(KPI_NAMES) | frozenset(PARAMS)
+
+
+def vocabulary_for(asset_type: str) -> frozenset[str]:
+    """Names that can exist on an asset of this type (rule load check when ``asset_type`` is given)."""
+    names = set(ROLES_BY_TYPE[asset_type]) | {k.name for k in KPIS if asset_type in k.types}
+    params = {
+        "kiln": {p for p in PARAMS if p not in ("typical_specific_power_kwh_per_t",)},
+        "whr": {"nominal_feed_tph", "nominal_clinker_tph"},
+        "plant": {"rated_power_kw"},
+    }.get(
+        asset_type,
+        {"nominal_feed_tph", "rated_power_kw", "typical_specific_power_kwh_per_t", "min_product_tph"},
+    )
+    names |= params
+    if asset_type == "whr":
+        names |= set(WHR_INHERITED)
+    return frozenset(names)
+
+
+_UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("_kcal_per_kg", "kcal/kg"),
+    ("_mj_per_kg", "MJ/kg"),
+    ("_kwh_per_t", "kWh/t"),
+    ("_cm2_per_g", "cm2/g"),
+    ("_kg_per_gj", "kg/GJ"),
+    ("_kg_per_t", "kg/t"),
+    ("_temp_c", "°C"),
+    ("_tph", "t/h"),
+    ("_kw", "kW"),
+    ("_pct", "%"),
+)
+
+
+def unit_of(name: str, tag_units: dict[str, str] | None = None, tags: Sequence[str] = ()) -> str:
+    """Unit of a KPI, role or parameter: the KPI catalogue, the tag's configured unit, or the suffix."""
+    if name in KPI_UNITS:
+        return KPI_UNITS[name]
+    if tag_units:
+        for t in tags:
+            if tag_units.get(t):
+                return tag_units[t]
+    for suffix, unit in _UNIT_SUFFIXES:
+        if name.endswith(suffix):
+            return unit
+    return ""
+
+
+#: Engine for the per-window plans: tens to thousands of rows, where the in-memory engine's lower fixed
+#: cost wins (about 3x faster than the default streaming engine for a one-window KPI frame).
+SMALL_ENGINE: Final = "in-memory"
+
+# ------------------------------------------------------------------------------------ tag statistics
+STATS_SCHEMA: dict[str, pl.DataType] = {
+    "window": pl.Int64(),
+    "tag": pl.String(),
+    "sum": pl.Float64(),
+    "n_good": pl.Int64(),
+    "n_total": pl.Int64(),
+    "last_good": pl.Int64(),
+}
+
+
+def good_sample() -> pl.Expr:
+    """Only ``good`` samples with a finite value count towards a KPI."""
+    v = pl.col("value")
+    return (pl.col("quality") == "good") & v.is_not_null() & v.is_finite()
+
+
+def tag_stats(
+    samples: pl.DataFrame | pl.LazyFrame,
+    window_secs: int,
+    *,
+    label: int | None = None,
+    last_good: bool = True,
+) -> pl.LazyFrame:
+    """Per UTC-aligned window (``window`` = start, epoch microseconds) and tag: good sum and count.
+
+    ``label``: put every row in one window with this start instead (a trailing window at "now").
+    ``last_good``: also the time of the last good sample (staleness; NULL when not asked for).
+    ``tag`` may be a String, Categorical or Enum column; ``quality`` a String or Enum column. The
+    input is aggregated in one pass without sorting (LIBRARIES.md: keep data time-major).
+    """
+    us = int(window_secs * 1_000_000)
+    good = good_sample()
+    ts_us = pl.col("ts").dt.epoch("us")
+    key = pl.lit(label, dtype=pl.Int64) if label is not None else ts_us // us * us
+    # Plain aggregations over pre-masked columns hit Polars' fast paths (2-3x faster than .filter()).
+    gt = pl.when(good).then(ts_us) if last_good else pl.lit(None, dtype=pl.Int64)
+    lf = samples.lazy()
+    # For big String frames, hashing a dictionary code beats hashing the string (~40 % faster on a
+    # day of data); for a tick's few hundred thousand rows the cast costs more than it saves.
+    big = isinstance(samples, pl.DataFrame) and samples.height > 2_000_000
+    tag = (
+        pl.col("tag").cast(pl.Categorical)
+        if big and lf.collect_schema()["tag"] == pl.String
+        else pl.col("tag")
+    )
+    return (
+        lf.select(key.alias("window"), tag, pl.when(good).then(pl.col("value")).alias("_gv"), gt.alias("_gt"))
+        .group_by("window", "tag")
+        .agg(
+            pl.col("_gv").sum().alias("sum"),
+            pl.col("_gv").count().cast(pl.Int64).alias("n_good"),
+            pl.len().cast(pl.Int64).alias("n_total"),
+            pl.col("_gt").max().alias("last_good"),
+        )
+        .with_columns(pl.col("tag").cast(pl.String))
+    )
+
+
+def merge_stats(stats: pl.LazyFrame, keys: Sequence[str] = ("window", "tag")) -> pl.LazyFrame:
+    """Combine partial statistics of the same window and tag (sums add, last good is the max)."""
+    return stats.group_by(*keys).agg(
+        pl.col("sum").sum(),
+        pl.col("n_good").sum(),
+        pl.col("n_total").sum(),
+        pl.col("last_good").max(),
+    )
+
+
+# ------------------------------------------------------------------------------------ expressions
+def _c(name: str) -> pl.Expr:
+    return pl.col(name)
+
+
+def _gf(*roles: str) -> pl.Expr:
+    return pl.min_horizontal(*[pl.col(f"{r}__gf").fill_null(0.0) for r in roles])
+
+
+Check = tuple[pl.Expr, str | pl.Expr]
+
+
+@dataclass(frozen=True, slots=True)
+class _KpiExprs:
+    """A KPI in three passes: raw value and gf, then its reason, then the value NULLed by the reason.
+
+    Materialising the raw value first keeps every expression tree small (no formula is repeated
+    inside the reason), which keeps Polars' planning time per evaluation low.
+    """
+
+    raw: tuple[pl.Expr, ...]
+    reason: pl.Expr
+    final: pl.Expr
+
+
+def _kpi(name: str, value: pl.Expr, checks: Sequence[Check], gf: pl.Expr) -> _KpiExprs:
+    """``name``, ``name__reason``, ``name__gf``: the value is NULL whenever a reason applies.
+
+    ``checks`` are (condition, reason) in priority order; a NULL condition never matches. Any NULL
+    left over is "no good data"; a non-finite or huge value is "implausible value"; a valid value
+    computed from a window with little good data is kept and flagged "partial data".
+    """
+    v, g = pl.col(f"_v_{name}"), pl.col(f"{name}__gf")
+    ok = v.is_finite() & (v.abs() <= C.MAX_ABS_KPI_VALUE)
+    rules: list[tuple[pl.Expr, pl.Expr]] = [
+        (cond, pl.lit(why, dtype=pl.String) if isinstance(why, str) else why) for cond, why in checks
+    ]
+    rules += [
+        (v.is_null(), pl.lit(C.REASON_NO_DATA)),
+        (~ok, pl.lit(C.REASON_IMPLAUSIBLE)),
+        (g < C.PARTIAL_DATA_GOOD_FRACTION, pl.lit(C.REASON_PARTIAL)),
+    ]
+    reason: pl.Expr = pl.lit(None, dtype=pl.String)
+    for cond, why in reversed(rules):
+        reason = pl.when(cond).then(why).otherwise(reason)
+    r = pl.col(f"{name}__reason")
+    return _KpiExprs(
+        raw=(value.cast(pl.Float64).alias(f"_v_{name}"), gf.cast(pl.Float64).alias(f"{name}__gf")),
+        reason=reason.alias(f"{name}__reason"),
+        final=pl.when(r.is_null() | (r == C.REASON_PARTIAL)).then(v).otherwise(None).alias(name),
+    )
+
+
+def _passes(items: Sequence[_KpiExprs | pl.Expr]) -> list[list[pl.Expr]]:
+    """``with_columns`` passes for a group of KPIs (and helper columns) that do not read each other."""
+    raw = [e for i in items for e in (i.raw if isinstance(i, _KpiExprs) else (i,))]
+    kpis = [i for i in items if isinstance(i, _KpiExprs)]
+    return [raw, [k.reason for k in kpis], [k.final for k in kpis]]
+
+
+def _inherit(*kpis: str) -> list[Check]:
+    """A KPI computed from other KPIs is NULL for their reasons."""
+    return [(_c(k).is_null(), _c(f"{k}__reason")) for k in kpis]
+
+
+def _stage_a() -> list[list[pl.Expr]]:
+    """Per-asset KPIs from the asset's own roles (DOMAIN §1, §2, §4, §5, §8). Several passes."""
+    feed, f_ratio, fuel, ncv = _c("kiln_feed_tph"), _c("feed_to_clinker"), _c("fuel_tph"), _c(NCV)
+    power, mill_feed, min_tph = _c("power_kw"), _c("feed_tph"), _c("min_product_tph")
+    is_kiln = _c("type") == "kiln"
+    clinker = feed / f_ratio  # DOMAIN §1: clinker from kiln feed, m_cl = m_feed / F
+    kiln_checks: list[Check] = [
+        (feed.is_null(), C.REASON_NO_DATA),
+        (clinker < min_tph, C.REASON_KILN_STOPPED),
+    ]
+    fuel_checks: list[Check] = [((fuel.is_null() | ncv.is_null()), C.REASON_NO_DATA)]
+    heat = fuel * ncv  # t/h x MJ/kg = GJ/h (DOMAIN §1, worked example 1: 17 x 25 = 425 GJ/h)
+    shc = heat * 1000.0 / clinker  # MJ/t clinker
+    o2_out, o2_in = _c("ph_exit_o2_pct"), _c("kiln_inlet_o2_pct")
+    gen, aux = _c("generator_kw"), _c("aux_kw")
+    first: list[_KpiExprs | pl.Expr] = [
+        _kpi("clinker_tph", clinker, [], _gf("kiln_feed_tph")),
+        _kpi("heat_input_gj_per_h", heat, fuel_checks, _gf("fuel_tph", NCV)),
+        _kpi(
+            "specific_heat_mj_per_t_clinker",
+            shc,
+            [*kiln_checks, *fuel_checks],
+            _gf("kiln_feed_tph", "fuel_tph", NCV),
+        ),
+        _kpi(
+            "specific_power_kwh_per_t",
+            pl.when(is_kiln).then(power / clinker).otherwise(power / mill_feed),
+            [
+                (is_kiln & feed.is_null(), C.REASON_NO_DATA),
+                (is_kiln & (clinker < min_tph), C.REASON_KILN_STOPPED),
+                (~is_kiln & mill_feed.is_null(), C.REASON_NO_DATA),
+                (~is_kiln & (mill_feed < min_tph), C.REASON_MILL_IDLE),
+                (power.is_null(), C.REASON_NO_DATA),
+            ],
+            pl.when(is_kiln).then(_gf("power_kw", "kiln_feed_tph")).otherwise(_gf("power_kw", "feed_tph")),
+        ),
+        _kpi(
+            "preheater_false_air_pct",
+            # DOMAIN §8: % of inlet gas = (O2_out - O2_in) / (21 - O2_out) x 100 (ex. 2: 15.43 %)
+            (o2_out - o2_in) / (C.AIR_O2_PCT - o2_out) * 100.0,
+            [
+                (o2_out.is_null() | o2_in.is_null(), C.REASON_NO_DATA),
+                (C.AIR_O2_PCT - o2_out < C.MIN_O2_MARGIN_PCT, C.REASON_O2_AT_AIR),
+            ],
+            _gf("ph_exit_o2_pct", "kiln_inlet_o2_pct"),
+        ),
+        _kpi("whr_net_kw", gen - aux, [], _gf("generator_kw", "aux_kw")),  # DOMAIN §5
+        _kpi(
+            "compressor_share_pct",
+            _c("compressor_kw") / power * 100.0,
+            [
+                (_c("compressor_kw").is_null() | power.is_null(), C.REASON_NO_DATA),
+                (power < C.MIN_PLANT_POWER_KW, C.REASON_PLANT_STOPPED),
+            ],
+            _gf("compressor_kw", "power_kw"),
+        ),
+        _kpi(
+            "fineness_blaine_cm2_per_g__kpi",
+            _c("fineness_blaine_cm2_per_g"),
+            [],
+            _gf("fineness_blaine_cm2_per_g"),
+        ),
+        _kpi("power_kw__kpi", power, [], _gf("power_kw")),
+        _kpi("feed_tph__kpi", mill_feed, [], _gf("feed_tph")),
+        # helpers for the cross-asset pass
+        clinker.alias("_clinker_raw"),
+        pl.when(is_kiln)
+        .then(clinker >= min_tph)
+        .when(_c("type").is_in(_MILLS))
+        .then(mill_feed >= min_tph)
+        .otherwise(None)
+        .alias("_producing"),
+    ]
+    mj = _c("specific_heat_mj_per_t_clinker")
+    second: list[_KpiExprs | pl.Expr] = [
+        # DOMAIN §1: 1 kcal/kg = 4.1868 MJ/t (worked example 1: 3778 MJ/t -> 902.3 kcal/kg)
+        _kpi(
+            "specific_heat_kcal_per_kg_clinker",
+            mj / C.KJ_PER_KCAL,
+            _inherit("specific_heat_mj_per_t_clinker"),
+            _c("specific_heat_mj_per_t_clinker__gf"),
+        ),
+        # DOMAIN §3: fuel term = MJ/t / 29.3076 MJ/kgce (worked example 1: 128.9 kgce/t)
+        _kpi(
+            "clinker_coal_kgce_per_t",
+            mj / C.MJ_PER_KGCE,
+            _inherit("specific_heat_mj_per_t_clinker"),
+            _c("specific_heat_mj_per_t_clinker__gf"),
+        ),
+        # DOMAIN §4: calcination EF + fuel GJ/t x fuel EF kg CO2/GJ (worked example 1: 882.4 kg/t)
+        _kpi(
+            "co2_kg_per_t_clinker",
+            _c("calcination_co2_kg_per_t") + mj / 1000.0 * _c("fuel_co2_kg_per_gj"),
+            _inherit("specific_heat_mj_per_t_clinker"),
+            _c("specific_heat_mj_per_t_clinker__gf"),
+        ),
+    ]
+    return [*_passes(first), *_passes(second)]
+
+
+def _stage_c(net_whr: bool) -> list[list[pl.Expr]]:
+    """Cross-asset KPIs, after mills, WHR and kiln figures were joined onto each row (DOMAIN §2, §3, §5)."""
+    is_kiln = _c("type") == "kiln"
+    cl = _c("_clinker_raw")
+    min_tph = _c("min_product_tph")
+    f_ratio = _c("feed_to_clinker")
+    has_raw, has_coal, has_whr = _c("_has_raw"), _c("_has_coal"), _c("_has_whr")
+    raw_kw, raw_feed, coal_kw, coal_feed = _c("_raw_kw"), _c("_raw_feed"), _c("_coal_kw"), _c("_coal_feed")
+    # DOMAIN §2: clinker comprehensive electricity allocates raw-meal grinding via F (kWh/t raw meal x
+    # t raw meal per t clinker) and coal grinding via the coal/clinker ratio. A stopped mill's standby
+    # draw is charged per t clinker as measured.
+    raw_part = (
+        pl.when(~has_raw)
+        .then(0.0)
+        .when(raw_feed >= _c("_raw_min_feed"))
+        .then(raw_kw / raw_feed * f_ratio)
+        .otherwise(raw_kw / cl)
+    )
+    coal_part = (
+        pl.when(~has_coal)
+        .then(0.0)
+        .when((coal_feed >= _c("_coal_min_feed")) & _c("fuel_tph").is_not_null())
+        .then(coal_kw / coal_feed * _c("fuel_tph") / cl)
+        .otherwise(coal_kw / cl)
+    )
+    whr_part = pl.when(has_whr).then(_c("_whr_net_kw") / cl).otherwise(0.0) if net_whr else pl.lit(0.0)
+    power_checks: list[Check] = [
+        (_c("kiln_feed_tph").is_null(), C.REASON_NO_DATA),
+        (cl < min_tph, C.REASON_KILN_STOPPED),
+        (_c("power_kw").is_null(), C.REASON_NO_DATA),
+        (has_raw & (raw_kw.is_null() | raw_feed.is_null()), C.REASON_NO_DATA),
+        (has_coal & (coal_kw.is_null() | coal_feed.is_null()), C.REASON_NO_DATA),
+    ]
+    if net_whr:
+        power_checks.append((has_whr & _c("_whr_net_kw").is_null(), C.REASON_NO_DATA))
+    power_gf = pl.min_horizontal(
+        _gf("kiln_feed_tph", "power_kw"),
+        pl.when(has_raw).then(_c("_raw_gf").fill_null(0.0)).otherwise(1.0),
+        pl.when(has_coal).then(_c("_coal_gf").fill_null(0.0)).otherwise(1.0),
+        pl.when(has_whr & pl.lit(net_whr)).then(_c("_whr_gf").fill_null(0.0)).otherwise(1.0),
+    )
+    kcl, kmin = _c("_k_clinker"), _c("_k_min")
+    whr_checks: list[Check] = [(kcl.is_null(), C.REASON_NO_DATA), (kcl < kmin, C.REASON_KILN_STOPPED)]
+    first: list[_KpiExprs | pl.Expr] = [
+        _kpi(
+            "clinker_power_kwh_per_t",
+            pl.when(is_kiln).then(_c("power_kw") / cl + raw_part + coal_part - whr_part),
+            power_checks,
+            power_gf,
+        ),
+        # DOMAIN §5: gross and net WHR generation per t of the credited kiln's clinker (ex. 2: 41.28 / 37.92)
+        _kpi(
+            "whr_kwh_per_t_clinker",
+            _c("generator_kw") / kcl,
+            whr_checks,
+            pl.min_horizontal(_gf("generator_kw"), _c("_k_gf").fill_null(0.0)),
+        ),
+        _kpi(
+            "whr_net_kwh_per_t_clinker",
+            _c("whr_net_kw") / kcl,
+            [*whr_checks, *_inherit("whr_net_kw")],
+            pl.min_horizontal(_gf("generator_kw", "aux_kw"), _c("_k_gf").fill_null(0.0)),
+        ),
+    ]
+    second: list[_KpiExprs | pl.Expr] = [
+        # DOMAIN §3: comprehensive = fuel term + electricity x 0.1229 kgce/kWh (ex. 1: 128.9 + 6.760)
+        _kpi(
+            "clinker_energy_kgce_per_t",
+            _c("clinker_coal_kgce_per_t") + _c("clinker_power_kwh_per_t") * C.KGCE_PER_KWH,
+            _inherit("clinker_coal_kgce_per_t", "clinker_power_kwh_per_t"),
+            pl.min_horizontal(_c("clinker_coal_kgce_per_t__gf"), _c("clinker_power_kwh_per_t__gf")),
+        ),
+    ]
+    return [*_passes(first), *_passes(second)]
+
+
+def _combine(
+    mean: npt.NDArray[np.float64], gf: npt.NDArray[np.float64], gather: npt.NDArray[np.intp], how: str
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Role values (windows x assets) from tag means: ``gather`` is (assets x K) tag indices, -1 = none.
+
+    A role is NULL (NaN) when any of its tags has no value; its good fraction is the smallest of its
+    tags'; an asset without the role gets NaN for both.
+    """
+    pad = gather < 0
+    idx = np.where(pad, 0, gather)
+    vals = mean[:, idx]  # windows x assets x K
+    real = ~pad[None, :, :]
+    k = (~pad).sum(axis=1)
+    missing = (np.isnan(vals) & real).any(axis=2)
+    if how == "max":
+        out = np.where(real, vals, -np.inf).max(axis=2)
+    else:
+        out = np.where(real, vals, 0.0).sum(axis=2)
+        if how == "mean":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = out / k[None, :]
+    out[missing] = np.nan
+    out[:, k == 0] = np.nan
+    good = np.where(real, gf[:, idx], np.inf).min(axis=2)
+    good[:, k == 0] = np.nan
+    return out, good
+
+
+@dataclass(frozen=True, slots=True)
+class DenseStats:
+    """Tag statistics as (window x tag) arrays over the model's role tags (sorted by name)."""
+
+    windows: npt.NDArray[np.int64]
+    sum: npt.NDArray[np.float64]
+    n_good: npt.NDArray[np.float64]
+    n_total: npt.NDArray[np.float64]
+    last_good: npt.NDArray[np.int64]
+
+    def rolling(self, n: int) -> DenseStats:
+        """Sums over the last ``n`` windows ending with each one (cumulative-sum differences)."""
+
+        def roll(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            cs = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+            hi = np.arange(1, x.shape[0] + 1)
+            return np.asarray(cs[hi] - cs[np.maximum(hi - n, 0)])
+
+        return DenseStats(self.windows, roll(self.sum), roll(self.n_good), roll(self.n_total), self.last_good)
+
+
+# ------------------------------------------------------------------------------------ the model
+@dataclass(frozen=True)
+class AssetModel:
+    """Everything static about a site's assets, prepared once per configuration."""
+
+    site: str
+    assets: tuple[Asset, ...]
+    role_map: pl.DataFrame
+    params: pl.DataFrame
+    kpis_by_asset: dict[str, tuple[KpiSpec, ...]]
+    available: dict[str, frozenset[str]]
+    tags: frozenset[str]
+    roles_used: tuple[str, ...]
+    units: dict[str, dict[str, str]]
+    net_whr: bool
+    problems: tuple[str, ...] = ()
+    #: (asset, kpi, unit) of every KPI that applies to an asset: the rows :meth:`kpi_rows` emits.
+    applicable: pl.DataFrame = field(default_factory=pl.DataFrame)
+    _stages: tuple[list[list[pl.Expr]], list[list[pl.Expr]]] = field(init=False, repr=False, compare=False)
+    _tag_list: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _tag_frame: pl.DataFrame = field(init=False, repr=False, compare=False)
+    _gather: dict[str, npt.NDArray[np.intp]] = field(init=False, repr=False, compare=False)
+    _row_groups: tuple[tuple[tuple[str, ...], tuple[KpiSpec, ...]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_stages", (_stage_a(), _stage_c(self.net_whr)))
+        tags = tuple(sorted(set(self.role_map.get_column("tag").to_list())))
+        index = {t: i for i, t in enumerate(tags)}
+        object.__setattr__(self, "_tag_list", tags)
+        object.__setattr__(
+            self,
+            "_tag_frame",
+            pl.DataFrame(
+                {"tag": pl.Series(list(tags), dtype=pl.String), "_ti": np.arange(len(tags), dtype=np.int64)}
+            ),
+        )
+        # per role: (assets x K) tag indices in params row order, -1 where an asset has fewer tags
+        asset_row = {a: i for i, a in enumerate(self.params.get_column("asset").to_list())}
+        members: dict[str, dict[int, list[int]]] = {}
+        for tag, asset, role in self.role_map.select("tag", "asset", "role").iter_rows():
+            members.setdefault(role, {}).setdefault(asset_row[asset], []).append(index[tag])
+        gather: dict[str, npt.NDArray[np.intp]] = {}
+        for role, by_asset in members.items():
+            width = max(len(v) for v in by_asset.values())
+            g = np.full((self.params.height, width), -1, dtype=np.intp)
+            for row, idx in by_asset.items():
+                g[row, : len(idx)] = idx
+            gather[role] = g
+        object.__setattr__(self, "_gather", gather)
+        groups: dict[tuple[KpiSpec, ...], list[str]] = {}
+        for asset, specs in self.kpis_by_asset.items():
+            if specs:
+                groups.setdefault(specs, []).append(asset)
+        object.__setattr__(self, "_row_groups", tuple((tuple(a), specs) for specs, a in groups.items()))
+
+    # -------------------------------------------------------------- construction
+    @classmethod
+    def from_config(cls, cfg: Config) -> AssetModel:
+        assets = tuple(cfg.assets)
+        by_id = {a.id: a for a in assets}
+        kilns = [a for a in assets if a.type == "kiln"]
+        problems: list[str] = []
+
+        def link_of(i: int, a: Asset) -> str | None:
+            if a.type == "whr":
+                return a.kiln
+            if a.type not in ("raw_mill", "coal_mill"):
+                return None
+            if a.kiln is not None:
+                if a.kiln in by_id and by_id[a.kiln].type == "kiln":
+                    return a.kiln
+                problems.append(f"assets[{i}].kiln: {a.kiln!r} is not a kiln asset")
+                return None
+            return kilns[0].id if len(kilns) == 1 else None
+
+        links = {a.id: link_of(i, a) for i, a in enumerate(assets)}
+
+        rm_rows: list[dict[str, object]] = []
+        for a in assets:
+            for role, tags in a.roles().items():
+                name = NCV if role == "fuel_ncv_tag" else role
+                for t in dict.fromkeys(tags):
+                    rm_rows.append(
+                        {
+                            "tag": t,
+                            "asset": a.id,
+                            "role": name,
+                            "how": role_aggregation(name),
+                            "n_tags": len(set(tags)),
+                        }
+                    )
+        role_map = pl.DataFrame(
+            rm_rows,
+            schema={
+                "tag": pl.String,
+                "asset": pl.String,
+                "role": pl.String,
+                "how": pl.String,
+                "n_tags": pl.UInt32,
+            },
+        )
+        roles_used = tuple(r for r in ALL_ROLES if r in set(role_map["role"].to_list()))
+
+        def nominal_clinker(a: Asset) -> float | None:
+            if a.nominal_feed_tph is not None and a.feed_to_clinker is not None:
+                return a.nominal_feed_tph / a.feed_to_clinker
+            return None
+
+        def min_product(a: Asset) -> float | None:
+            nominal = nominal_clinker(a) if a.type == "kiln" else a.nominal_feed_tph
+            if a.type not in ("kiln", *_MILLS):
+                return None
+            frac = C.MIN_PRODUCT_FRACTION_OF_NOMINAL * nominal if nominal is not None else 0.0
+            return max(C.MIN_PRODUCT_TPH, frac)
+
+        def calcination(a: Asset) -> float:
+            # DOMAIN §4 composition method when the clinker analysis is configured, else the default.
+            if a.clinker_cao_pct is not None or a.clinker_mgo_pct is not None:
+                return (a.clinker_cao_pct or 0.0) * C.CAO_CO2_KG_PER_T_PER_PCT + (
+                    a.clinker_mgo_pct or 0.0
+                ) * C.MGO_CO2_KG_PER_T_PER_PCT
+            return a.calcination_co2_kg_per_t
+
+        def linked(kiln_id: str, mill_type: str) -> list[Asset]:
+            return [b for b in assets if b.type == mill_type and links[b.id] == kiln_id]
+
+        def min_feed_of(mills: list[Asset]) -> float:
+            nominal = sum(m.nominal_feed_tph or 0.0 for m in mills)
+            return max(C.MIN_PRODUCT_TPH, C.MIN_PRODUCT_FRACTION_OF_NOMINAL * nominal)
+
+        rows: list[dict[str, object]] = []
+        for a in assets:
+            kiln = by_id.get(links[a.id] or "") if a.type == "whr" else None
+            raw = linked(a.id, "raw_mill") if a.type == "kiln" else []
+            coal = linked(a.id, "coal_mill") if a.type == "kiln" else []
+            whrs = [b for b in assets if b.type == "whr" and b.kiln == a.id] if a.type == "kiln" else []
+            nominal_feed = a.nominal_feed_tph
+            if a.type == "whr" and nominal_feed is None and kiln is not None:
+                nominal_feed = kiln.nominal_feed_tph
+            rows.append(
+                {
+                    "asset": a.id,
+                    "type": a.type,
+                    "_link": links[a.id],
+                    "feed_to_clinker": a.feed_to_clinker if a.type == "kiln" else None,
+                    "_ncv_const": a.fuel_ncv_mj_per_kg if a.type == "kiln" else None,
+                    "_ncv_from_tag": a.type == "kiln" and a.fuel_ncv_tag is not None,
+                    "fuel_co2_kg_per_gj": a.co2_kg_per_gj if a.type == "kiln" else None,
+                    "calcination_co2_kg_per_t": calcination(a) if a.type == "kiln" else None,
+                    "nominal_feed_tph": nominal_feed,
+                    "nominal_clinker_tph": nominal_clinker(a if kiln is None else kiln),
+                    "target_specific_heat_kcal_per_kg": a.target_specific_heat_kcal_per_kg,
+                    "design_ph_exit_temp_c": a.design_ph_exit_temp_c,
+                    "rated_power_kw": a.rated_power_kw,
+                    "typical_specific_power_kwh_per_t": C.TYPICAL_SPECIFIC_POWER_KWH_PER_T.get(a.type),
+                    "min_product_tph": min_product(a),
+                    "_has_raw": bool(raw),
+                    "_has_coal": bool(coal),
+                    "_has_whr": bool(whrs),
+                    "_raw_min_feed": min_feed_of(raw),
+                    "_coal_min_feed": min_feed_of(coal),
+                    "_has_prod_role": a.type == "plant" and a.production_running is not None,
+                }
+            )
+        params = pl.DataFrame(
+            rows,
+            schema={
+                "asset": pl.String,
+                "type": pl.String,
+                "_link": pl.String,
+                "feed_to_clinker": pl.Float64,
+                "_ncv_const": pl.Float64,
+                "_ncv_from_tag": pl.Boolean,
+                "fuel_co2_kg_per_gj": pl.Float64,
+                "calcination_co2_kg_per_t": pl.Float64,
+                "nominal_feed_tph": pl.Float64,
+                "nominal_clinker_tph": pl.Float64,
+                "target_specific_heat_kcal_per_kg": pl.Float64,
+                "design_ph_exit_temp_c": pl.Float64,
+                "rated_power_kw": pl.Float64,
+                "typical_specific_power_kwh_per_t": pl.Float64,
+                "min_product_tph": pl.Float64,
+                "_has_raw": pl.Boolean,
+                "_has_coal": pl.Boolean,
+                "_has_whr": pl.Boolean,
+                "_raw_min_feed": pl.Float64,
+                "_coal_min_feed": pl.Float64,
+                "_has_prod_role": pl.Boolean,
+            },
+        )
+
+        kpis_by_asset: dict[str, tuple[KpiSpec, ...]] = {}
+        available: dict[str, frozenset[str]] = {}
+        units: dict[str, dict[str, str]] = {}
+        tag_units = cfg.tag_units()
+        for a in assets:
+            roles = {NCV if r == "fuel_ncv_tag" else r for r in a.roles()}
+            if a.type == "kiln" and a.fuel_ncv_mj_per_kg is not None:
+                roles.add(NCV)
+            kiln = by_id.get(links[a.id] or "") if a.type == "whr" else None
+            kiln_roles = set(kiln.roles()) if kiln is not None else set()
+            specs = tuple(
+                k
+                for k in KPIS
+                if a.type in k.types and set(k.needs) <= roles and set(k.kiln_needs) <= kiln_roles
+            )
+            if a.type == "kiln" and not (a.kiln_feed_tph and a.power_kw):
+                specs = tuple(k for k in specs if k.name != "specific_power_kwh_per_t")
+            kpis_by_asset[a.id] = specs
+            prow = next(r for r in rows if r["asset"] == a.id)
+            names = roles | {k.name for k in specs} | {p for p in PARAMS if prow.get(p) is not None}
+            if a.type == "whr" and kiln is not None and kiln.kiln_feed_tph is not None:
+                names |= {"clinker_tph", "kiln_feed_tph"}
+            if a.type == "plant":
+                names.add("production_running")
+            available[a.id] = frozenset(names)
+            u = {n: unit_of(n, tag_units, a.role_tags(n)) for n in names}
+            if NCV in names:
+                u[NCV] = "MJ/kg"
+            units[a.id] = u
+
+        model = cls(
+            site=cfg.agent.site,
+            assets=assets,
+            role_map=role_map,
+            params=params,
+            kpis_by_asset=kpis_by_asset,
+            available=available,
+            tags=frozenset(role_map["tag"].to_list()),
+            roles_used=roles_used,
+            units=units,
+            net_whr=cfg.agent.net_whr_in_comprehensive_power,
+            problems=tuple(problems),
+            applicable=pl.DataFrame(
+                [(a, k.name, k.unit) for a, specs in kpis_by_asset.items() for k in specs],
+                schema={"asset": pl.String, "kpi": pl.String, "unit": pl.String},
+                orient="row",
+            ),
+        )
+        return model
+
+    # -------------------------------------------------------------- evaluation
+    def dense_stats(
+        self, stats: pl.LazyFrame | pl.DataFrame, windows: Iterable[int] | pl.Series
+    ) -> DenseStats:
+        """Tag statistics scattered into (window x tag) arrays over the model's role tags."""
+        wins = np.fromiter((int(w) for w in windows), dtype=np.int64)
+        n_w, n_t = len(wins), len(self._tag_list)
+        d = DenseStats(
+            windows=wins,
+            sum=np.zeros((n_w, n_t)),
+            n_good=np.zeros((n_w, n_t)),
+            n_total=np.zeros((n_w, n_t)),
+            last_good=np.full((n_w, n_t), np.iinfo(np.int64).min, dtype=np.int64),
+        )
+        st = (
+            stats.lazy()
+            .join(self._tag_frame.lazy(), on="tag", how="inner")
+            .select("window", "_ti", "sum", "n_good", "n_total", "last_good")
+            .collect(engine=SMALL_ENGINE)
+        )
+        if st.height == 0 or n_w == 0:
+            return d
+        w = st.get_column("window").to_numpy()
+        wi = np.clip(np.searchsorted(wins, w), 0, n_w - 1)
+        keep = wins[wi] == w
+        wi, ti = wi[keep], st.get_column("_ti").to_numpy()[keep]
+        d.sum[wi, ti] = st.get_column("sum").fill_null(0.0).to_numpy()[keep]
+        d.n_good[wi, ti] = st.get_column("n_good").to_numpy()[keep]
+        d.n_total[wi, ti] = st.get_column("n_total").to_numpy()[keep]
+        d.last_good[wi, ti] = st.get_column("last_good").fill_null(np.iinfo(np.int64).min).to_numpy()[keep]
+        return d
+
+    def signal_frame(
+        self,
+        stats: pl.LazyFrame | pl.DataFrame | DenseStats,
+        windows: Iterable[int] | pl.Series | None = None,
+        *,
+        stale_before_us: int | Sequence[int] | None = None,
+    ) -> pl.DataFrame:
+        """One row per (window, asset): role values (window mean of good samples) and parameters.
+
+        Tag statistics are scattered into dense (window x tag) arrays and gathered per role with
+        index arrays prepared once from the config: no pivot, no join per role, and the cost grows
+        with windows x assets only. ``stale_before_us`` (one value, or one per window): a tag whose
+        last good sample is older counts as having no good data (evaluation time - stale_after_secs).
+        """
+        if isinstance(stats, DenseStats):
+            d = stats
+        else:
+            assert windows is not None
+            d = self.dense_stats(stats, windows)
+        wins, n_a = d.windows, self.params.height
+        n_w = len(wins)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.where(d.n_good > 0, d.sum / d.n_good, np.nan)
+            gf = np.where(d.n_total > 0, d.n_good / d.n_total, 0.0)
+        if stale_before_us is not None:
+            cut = np.broadcast_to(np.asarray(stale_before_us, dtype=np.int64), (n_w,))
+            mean = np.where(d.last_good >= cut[:, None], mean, np.nan)
+        cols: list[pl.Series] = [pl.Series("window", np.repeat(wins, n_a), dtype=pl.Int64)]
+        for role in ALL_ROLES:
+            gather = self._gather.get(role)
+            if gather is None:
+                cols.append(pl.Series(role, [None] * (n_w * n_a), dtype=pl.Float64))
+                cols.append(pl.Series(f"{role}__gf", [None] * (n_w * n_a), dtype=pl.Float64))
+                continue
+            value, good = _combine(mean, gf, gather, role_aggregation(role))
+            cols.append(pl.Series(role, value.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+            cols.append(pl.Series(f"{role}__gf", good.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+        frame = self.params.gather(np.tile(np.arange(n_a), n_w)) if n_w else self.params.clear()
+        frame = frame.with_columns(cols)
+        # NCV: the tag when one is configured, else the configured constant (DOMAIN §1).
+        return frame.with_columns(
+            pl.when(pl.col("_ncv_from_tag")).then(pl.col(NCV)).otherwise(pl.col("_ncv_const")).alias(NCV),
+            pl.when(pl.col("_ncv_from_tag")).then(pl.col(f"{NCV}__gf")).otherwise(1.0).alias(f"{NCV}__gf"),
+        )
+
+    def kpi_frame(self, signals: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+        """All KPI columns on the signal frame (see :data:`KPIS`), including cross-asset ones.
+
+        A kiln, its linked raw/coal mills and its WHR share the key ``_key`` (the kiln id), so the
+        cross-asset figures are one group-by and one join.
+        """
+        stage_a, stage_c = self._stages
+        a = signals.lazy().with_columns(pl.coalesce("_link", "asset").alias("_key"))
+        for exprs in stage_a:
+            a = a.with_columns(exprs)
+        t = pl.col("type")
+
+        def linked_sum(col: str, kind: str) -> pl.Expr:
+            # NULL when any linked asset lacks data: a mill without data is not a 0 kW mill
+            x = pl.col(col).filter(t == kind)
+            return pl.when(x.null_count() > 0).then(None).otherwise(x.sum())
+
+        def linked_min(col: str, kind: str) -> pl.Expr:
+            return pl.col(col).filter(t == kind).fill_null(0.0).min()
+
+        def from_kiln(col: str) -> pl.Expr:
+            return pl.col(col).filter(t == "kiln").first()
+
+        # a kiln, its linked raw/coal mills and its WHR share ``_key`` (the kiln id): one pass
+        linked = a.group_by("window", "_key").agg(
+            linked_sum("power_kw", "raw_mill").alias("_raw_kw"),
+            linked_sum("feed_tph", "raw_mill").alias("_raw_feed"),
+            pl.min_horizontal(
+                linked_min("power_kw__gf", "raw_mill"), linked_min("feed_tph__gf", "raw_mill")
+            ).alias("_raw_gf"),
+            linked_sum("power_kw", "coal_mill").alias("_coal_kw"),
+            linked_sum("feed_tph", "coal_mill").alias("_coal_feed"),
+            pl.min_horizontal(
+                linked_min("power_kw__gf", "coal_mill"), linked_min("feed_tph__gf", "coal_mill")
+            ).alias("_coal_gf"),
+            linked_sum("whr_net_kw", "whr").alias("_whr_net_kw"),
+            linked_min("whr_net_kw__gf", "whr").alias("_whr_gf"),
+            from_kiln("_clinker_raw").alias("_k_clinker"),
+            from_kiln("min_product_tph").alias("_k_min"),
+            from_kiln("kiln_feed_tph").alias("_k_feed"),
+            from_kiln("kiln_feed_tph__gf").alias("_k_gf"),
+        )
+        prod = (
+            a.filter(t.is_in(["kiln", *_MILLS]))
+            .group_by("window")
+            .agg(pl.col("_producing").any(ignore_nulls=False).alias("_prod"))
+        )
+        j = a.join(linked, on=["window", "_key"], how="left", maintain_order="left").join(
+            prod, on="window", how="left", maintain_order="left"
+        )
+        is_whr = t == "whr"
+        j = j.with_columns(
+            pl.when(is_whr).then(pl.col("_k_clinker")).otherwise(pl.col("clinker_tph")).alias("clinker_tph"),
+            pl.when(is_whr).then(pl.col("_k_feed")).otherwise(pl.col("kiln_feed_tph")).alias("kiln_feed_tph"),
+            pl.when(t != "plant")
+            .then(pl.col("production_running"))
+            .when(pl.col("_has_prod_role"))
+            .then(pl.col("production_running"))
+            .otherwise(pl.col("_prod").cast(pl.Float64))
+            .alias("production_running"),
+        )
+        for exprs in stage_c:
+            j = j.with_columns(exprs)
+        return j
+
+    def kpi_rows(self, kpis: pl.DataFrame, window_secs: int) -> pl.DataFrame:
+        """Long ``kpi`` rows (CONTRACT §3) for the KPIs that apply to each asset.
+
+        Sorted by window, then asset (config order), then KPI (catalogue order). Assets with the same
+        KPI set are unpivoted together, so no row is made and then dropped.
+        """
+        if not self._row_groups or kpis.height == 0:
+            return empty_kpi_rows()
+        index = ["window", "asset"]
+        asset_order = {a.id: i for i, a in enumerate(self.assets)}
+        kpi_order = {k.name: i for i, k in enumerate(KPIS)}
+        parts: list[pl.DataFrame] = []
+        for assets, specs in self._row_groups:
+            sub = kpis.filter(pl.col("asset").is_in(list(assets)))
+            if sub.height == 0:
+                continue
+            names = [k.name for k in specs]
+
+            def long(
+                suffix: str, value_name: str, sub: pl.DataFrame = sub, names: list[str] = names
+            ) -> pl.DataFrame:
+                cols = [pl.col(f"{kpi_column(n)}{suffix}").alias(n) for n in names]
+                return sub.select(*index, *cols).unpivot(
+                    index=index, variable_name="kpi", value_name=value_name
+                )
+
+            # three unpivots over the same column order line up row for row
+            parts.append(
+                long("", "value").with_columns(
+                    long("__reason", "reason").get_column("reason"),
+                    long("__gf", "good_fraction").get_column("good_fraction"),
+                )
+            )
+        if not parts:
+            return empty_kpi_rows()
+        rows = pl.concat(parts, how="vertical")
+        return (
+            rows.with_columns(
+                pl.col("asset").replace_strict(asset_order, return_dtype=pl.Int32).alias("_a"),
+                pl.col("kpi").replace_strict(kpi_order, return_dtype=pl.Int32).alias("_k"),
+            )
+            .sort("window", "_a", "_k")
+            .select(
+                pl.col("window").cast(pl.Datetime("us", "UTC")).alias("ts"),
+                pl.lit(self.site).alias("site"),
+                "asset",
+                "kpi",
+                "value",
+                pl.col("kpi").replace_strict(KPI_UNITS, return_dtype=pl.String).alias("unit"),
+                pl.lit(window_secs, dtype=pl.Int32).alias("window_secs"),
+                "good_fraction",
+                "reason",
+            )
+            .cast(KPI_ROW_SCHEMA)  # type: ignore[arg-type]
+        )
+
+    def evaluate(
+        self,
+        stats: pl.LazyFrame | pl.DataFrame | DenseStats,
+        windows: Iterable[int] | pl.Series | None = None,
+        *,
+        stale_before_us: int | Sequence[int] | None = None,
+    ) -> pl.DataFrame:
+        """Signal frame + KPIs, collected: what rules read and what :meth:`kpi_rows` unpivots."""
+        plan = self.kpi_frame(self.signal_frame(stats, windows, stale_before_us=stale_before_us))
+        return plan.collect(engine=SMALL_ENGINE)
+
+
+KPI_ROW_SCHEMA: dict[str, pl.DataType] = {
+    "ts": pl.Datetime("us", "UTC"),
+    "site": pl.String(),
+    "asset": pl.String(),
+    "kpi": pl.String(),
+    "value": pl.Float64(),
+    "unit": pl.String(),
+    "window_secs": pl.Int32(),
+    "good_fraction": pl.Float64(),
+    "reason": pl.String(),
+}
+
+
+#: KPIs that pass a role through under the role's own name keep their value column as ``<name>__kpi``.
+PASSTHROUGH_KPIS: frozenset[str] = frozenset({"power_kw", "feed_tph", "fineness_blaine_cm2_per_g"})
+
+
+def kpi_column(name: str) -> str:
+    """Column of a KPI's value in the KPI frame (roles keep their own name)."""
+    return f"{name}__kpi" if name in PASSTHROUGH_KPIS else name
+
+
+def empty_kpi_rows() -> pl.DataFrame:
+    return pl.DataFrame(schema=KPI_ROW_SCHEMA)
+
+
+def window_range(first_us: int, last_us: int, window_secs: int) -> pl.Series:
+    """Starts of every window from the one holding ``first_us`` to the one holding ``last_us``."""
+    us = window_secs * 1_000_000
+    lo, hi = first_us // us * us, last_us // us * us
+    return pl.Series("window", range(lo, hi + us, us), dtype=pl.Int64)
+
+
+def compute_kpis(cfg: Config, samples: pl.DataFrame, window_secs: int) -> pl.DataFrame:
+    """KPI rows for every window from the first to the last sample (batch and backfill).
+
+    Pure: same columns as :attr:`rules.engine.TickResult.kpi_rows`; windows without any sample in
+    between get NULL rows ("no good data"). Staleness does not apply to history.
+    """
+    model = AssetModel.from_config(cfg)
+    if samples.height == 0 or not model.assets:
+        return empty_kpi_rows()
+    ts = samples.get_column("ts").dt.epoch("us")
+    lo, hi = ts.min(), ts.max()
+    assert isinstance(lo, int) and isinstance(hi, int)
+    stats = tag_stats(samples, window_secs)
+    frame = model.evaluate(stats, window_range(lo, hi, window_secs))
+    return model.kpi_rows(frame, window_secs)
+
+
+def wide_signals(samples: pl.DataFrame, window_secs: int, tags: Sequence[str] | None = None) -> pl.DataFrame:
+    """The tag-wide view: one row per window (``ts`` = start), one column per tag = mean of good samples."""
+    stats = tag_stats(samples, window_secs).collect()
+    if tags is not None:
+        stats = stats.filter(pl.col("tag").is_in(list(tags)))
+    long = stats.select(
+        pl.col("window").cast(pl.Datetime("us", "UTC")).alias("ts"),
+        "tag",
+        pl.when(pl.col("n_good") > 0).then(pl.col("sum") / pl.col("n_good")).alias("mean"),
+    )
+    if long.height == 0:
+        return pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC")})
+    return long.pivot(on="tag", index="ts", values="mean").sort("ts")
+
+
+def to_us(ts: datetime) -> int:
+    """Epoch microseconds of an aware datetime (naive means UTC)."""
+    from datetime import UTC
+
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
