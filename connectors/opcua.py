@@ -4,9 +4,11 @@ Two modes (``[[sources]] mode``):
 
 * ``subscribe`` — one subscription with a monitored item per tag (sampling and publishing interval
   = ``poll_interval_ms``, queue size 1). Notifications are consumed in asyncua's iterator mode
-  and yielded once per interval as one frame: one row per *change*, stamped with its source
-  timestamp. A value that does not change produces no row (it is still current while the
-  subscription is alive); tags that cannot be monitored are reported ``bad`` every interval.
+  and yielded once per interval as one frame with a row per tag: a *change* stamped with its
+  source timestamp, an unchanged value held (sample-and-hold) and stamped with the interval time.
+  A value that does not change is still current while the subscription is alive, and holding it
+  gives storage and the rule windows the same regular series as a polled source (a constant lab
+  NCV must not look stale). Tags that cannot be monitored are reported ``bad`` every interval.
 * ``poll`` — one batched Read of every tag's DataValue per interval.
 
 Reads and monitored-item creation are chunked by the server's OperationLimits
@@ -362,6 +364,7 @@ class _Session:
         self.read_batches: list[tuple[ua.ReadParameters, NDArray[np.intp]]] = []
         self.sub: Subscription | None = None
         self.pending: list[tuple[int, ua.DataValue]] = []
+        self.held: dict[int, ua.DataValue] = {}
         self.lost: str | None = None
 
     async def open(self, mode: str) -> None:
@@ -473,6 +476,13 @@ class _Session:
         out, self.pending = self.pending, []
         return out
 
+    def hold(self, changed: Sequence[tuple[int, ua.DataValue]]) -> list[tuple[int, ua.DataValue]]:
+        """Remember the latest value per tag; return the held values of tags that did not change."""
+        for i, dv in changed:
+            self.held[i] = dv
+        fresh = {i for i, _ in changed}
+        return [(i, dv) for i, dv in self.held.items() if i not in fresh]
+
 
 # ---------------------------------------------------------------------- connector
 class OpcuaConnector:
@@ -583,7 +593,9 @@ class OpcuaConnector:
                 else:
                     return self._frame(ts, rows, session), session
             elif session.lost is None:
-                return self._frame(ts, session.take_pending(), session, changes_only=True), session
+                changed = session.take_pending()
+                held = session.hold(changed)
+                return self._frame(ts, changed, session, held=held, changes_only=True), session
         if session is not None:
             reason = session.lost or "connection lost"
             await close_client(session.client, self._timeout)
@@ -598,13 +610,18 @@ class OpcuaConnector:
         rows: Sequence[tuple[int, ua.DataValue]],
         session: _Session,
         *,
+        held: Sequence[tuple[int, ua.DataValue]] = (),
         changes_only: bool = False,
     ) -> pl.DataFrame | None:
-        """Frame of the DataValues read (or notified) plus the tags that cannot be read (bad)."""
+        """Frame of the DataValues read (or notified, plus ``held`` ones) and the tags that cannot
+        be read (bad). Held values are stamped with ``ts``: they are observations of this interval."""
         n_bad = len(session.unresolved)
-        if changes_only and not rows and not n_bad:
+        if changes_only and not rows and not held and not n_bad:
             return None
+        rows = [*rows, *held]
         raw, quality, stamps = decode_datavalues([dv for _, dv in rows], ts)
+        if held:
+            stamps[len(rows) - len(held) :] = (ts - _EPOCH) // _MICROSECOND
         idx = np.fromiter((i for i, _ in rows), dtype=np.intp, count=len(rows))
         if n_bad:
             now_us = (ts - _EPOCH) // _MICROSECOND

@@ -211,7 +211,9 @@ async def test_poll_mode_stream_yields_every_tag_each_interval(fresh: OpcuaTestS
 
 
 # ------------------------------------------------------------------------ subscribe mode
-async def test_subscribe_yields_changes_with_their_source_timestamps(fresh: OpcuaTestServer) -> None:
+async def test_subscribe_yields_changes_with_source_timestamps_and_holds_the_rest(
+    fresh: OpcuaTestServer,
+) -> None:
     conn = OpcuaConnector(
         source(fresh, tags_for(fresh, "Feed", "Fuel"), mode="subscribe", poll_interval_ms=50)
     )
@@ -231,10 +233,13 @@ async def test_subscribe_yields_changes_with_their_source_timestamps(fresh: Opcu
         tg.create_task(collect(conn, until))
     initial = {(t, v) for t, v, _, _ in seen[:2]}
     assert initial == {("kiln1.feed", 300.0), ("kiln1.fuel", 20.0)}  # initial values first
-    last = [s for s in seen if s[1] == 333.0]
-    assert last == [("kiln1.feed", 333.0, "good", stamp)]
-    # unchanged values are not repeated: fuel appears once, feed twice
-    assert sorted(t for t, *_ in seen) == ["kiln1.feed", "kiln1.feed", "kiln1.fuel"]
+    changed = next(s for s in seen if s[1] == 333.0)
+    assert changed == ("kiln1.feed", 333.0, "good", stamp)  # a change keeps its source timestamp
+    # every interval has a row per tag: the unchanged fuel value is held, stamped with the
+    # interval time (newer than any source timestamp the server gave it)
+    fuel = [s for s in seen if s[0] == "kiln1.fuel"]
+    assert len(fuel) >= 3 and {v for _, v, _, _ in fuel} == {20.0}
+    assert [ts for *_, ts in fuel] == sorted(ts for *_, ts in fuel) and fuel[-1][3] > fuel[0][3]
 
 
 async def test_subscribe_maps_status_changes_to_quality(fresh: OpcuaTestServer) -> None:
@@ -254,7 +259,9 @@ async def test_subscribe_maps_status_changes_to_quality(fresh: OpcuaTestServer) 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(degrade())
         tg.create_task(collect(conn, until))
-    assert qualities == ["good", "stale", "comm_error"]
+    # held values repeat each interval; the transitions follow the status codes
+    transitions = [q for i, q in enumerate(qualities) if i == 0 or qualities[i - 1] != q]
+    assert transitions == ["good", "stale", "comm_error"]
 
 
 async def test_unknown_nodes_are_bad_and_the_rest_subscribed(fresh: OpcuaTestServer) -> None:
