@@ -72,8 +72,10 @@ class AgentSection(_Strict):
     evaluate_every_secs: float = Field(default=10, gt=0)
     flush_every_secs: float = Field(default=5, gt=0)
     rule_files: list[str] = []
-    #: Recent window kept in memory for the rule engine (must cover the longest rule window).
-    window_secs: int = Field(default=3900, ge=60)
+    #: Raw samples kept in memory for the rule engine. The engine folds each tick's new samples into
+    #: its own per-minute statistics (rolling rule windows live there), so this only has to cover a
+    #: few evaluation periods plus late arrivals.
+    window_secs: int = Field(default=300, ge=60)
     #: Prometheus metrics on 127.0.0.1:PORT; 0 = disabled.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"

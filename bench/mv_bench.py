@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 # bench/ holds scripts, not packages: keep it off the import path so that a script named like a
-# package (bench/rules.py) cannot shadow it.
+# package (say, a rules.py) cannot shadow it.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import duckdb  # noqa: E402

@@ -17,7 +17,7 @@ import re
 import string
 import tomllib
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -415,16 +415,25 @@ class RuleEngine:
         self._active: dict[str, set[int]] = {}
         for i, rule in enumerate(self.rules):
             assets: list[str] = []
+            skipped: list[str] = []
+            missing: set[str] = set()
             for a in self.model.assets:
                 if not rule.applies_to(a.id, a.type):
                     continue
-                missing = sorted(rule.names - self.model.available[a.id])
-                if missing:
-                    log.info(
-                        "rule %s not evaluated on %s: %s not configured", rule.id, a.id, ", ".join(missing)
-                    )
+                lacks = rule.names - self.model.available[a.id]
+                if lacks:
+                    skipped.append(a.id)
+                    missing |= lacks
                     continue
                 assets.append(a.id)
+            if skipped:
+                shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+                log.info(
+                    "rule %s not evaluated on %s: %s not configured",
+                    rule.id,
+                    shown,
+                    ", ".join(sorted(missing)),
+                )
             if not assets:
                 continue
             w = rule.window_secs if rule.window_secs not in (None, C.CURRENT_WINDOW_SECS) else None
@@ -516,25 +525,14 @@ class RuleEngine:
         self._watermark = wm_new
         if slab.height == 0:
             return
-        stats = tag_stats(slab, 60).collect(engine=SMALL_ENGINE)
+        # a first tick may be handed an hour of history: big slabs go to the streaming engine
+        stats = tag_stats(slab, 60).collect(engine=SMALL_ENGINE if slab.height < 2_000_000 else "auto")
         for (minute,), part in stats.partition_by("window", as_dict=True, include_key=False).items():
             m = int(cast(int, minute))
             prev = self._ledger.get(m)
             if prev is not None:
                 part = merge_stats(pl.concat([prev, part]).lazy(), keys=("tag",)).collect(engine=SMALL_ENGINE)
             self._ledger[m] = part.select("tag", "sum", "n_good", "n_total", "last_good")
-
-    def _ledger_stats(self, spans: Iterable[tuple[int, int, int]]) -> pl.LazyFrame:
-        """Statistics of [start, end) spans labelled ``label``, summed from the minute ledger."""
-        parts = [
-            self._ledger[m].lazy().with_columns(pl.lit(label, dtype=pl.Int64).alias("window"))
-            for label, start, end in spans
-            for m in range(start // MINUTE_US * MINUTE_US, end, MINUTE_US)
-            if m in self._ledger
-        ]
-        if not parts:
-            return pl.LazyFrame(schema=_STATS_SCHEMA)
-        return merge_stats(pl.concat(parts, how="vertical"))
 
     def _close_windows(self) -> pl.DataFrame:
         """KPI rows of every 1-min, 15-min and hourly window that closed since the previous tick.

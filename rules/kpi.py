@@ -4,10 +4,12 @@ Pipeline, all vectorised:
 
 1. :func:`tag_stats` - per UTC-aligned window and tag: sum and count of ``good`` samples, count of all
    samples, time of the last good sample. Only ``good`` samples with a finite value count.
-2. :func:`AssetModel.signal_frame` - the signal frame: one row per window per asset, one column per
-   signal role (= window mean of good samples, summed over the role's tags), plus the asset's
+2. :meth:`AssetModel.signal_frame` - the signal frame: one row per window per asset, one column per
+   signal role (= window mean of good samples, combined over the role's tags), plus the asset's
    parameters. Rows per asset rather than one column per tag keep the number of Polars expressions
-   independent of the plant size: the same ~30 KPI expressions serve 1 or 1,000 kilns.
+   independent of the plant size: the same ~30 KPI expressions serve 1 or 1,000 kilns (a frame with
+   one column per tag would need one expression per asset and KPI: 300 ms per evaluation at 10,000
+   tags against under 1 ms). :func:`wide_signals` gives the one-column-per-tag view for display.
 3. :meth:`AssetModel.kpi_frame` - KPI columns ``<kpi>``, ``<kpi>__reason``, ``<kpi>__gf``, including
    the cross-asset ones (mill power allocated to clinker, WHR credited to its kiln).
 4. :meth:`AssetModel.kpi_rows` - long rows as stored in the ``kpi`` table (CONTRACT §3).
@@ -18,10 +20,9 @@ data is NULL with a ``reason``; it is never inf, NaN or huge.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 import numpy as np
@@ -30,8 +31,6 @@ import polars as pl
 
 from agent.config import TAG_ROLES, Asset, Config
 from rules import constants as C
-
-log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------ vocabulary
 #: The NCV role names a tag in the config (``fuel_ncv_tag``) but is a value in MJ/kg to the KPIs.
@@ -1128,8 +1127,6 @@ def wide_signals(samples: pl.DataFrame, window_secs: int, tags: Sequence[str] | 
 
 def to_us(ts: datetime) -> int:
     """Epoch microseconds of an aware datetime (naive means UTC)."""
-    from datetime import UTC
-
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     delta = ts - datetime(1970, 1, 1, tzinfo=UTC)

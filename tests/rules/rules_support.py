@@ -128,9 +128,12 @@ def tick_through(
     events: list[Any] = []
     results: list[Any] = []
     data = data.sort("ts", maintain_order=True)
+    ts = data.get_column("ts")
     now = start
     while now <= end:
-        window = data.filter(pl.col("ts") < now, pl.col("ts") >= now - timedelta(seconds=keep_secs))
+        lo = int(ts.search_sorted(now - timedelta(seconds=keep_secs), side="left"))  # type: ignore[arg-type]
+        hi = int(ts.search_sorted(now, side="left"))  # type: ignore[arg-type]
+        window = data.slice(lo, hi - lo)
         result = engine.tick(window, now)
         rows.append(result.kpi_rows)
         events.extend(result.events)

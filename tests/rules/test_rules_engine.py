@@ -69,7 +69,7 @@ def test_emitted_rows_equal_the_batch_computation() -> None:
             ),
         ]
     )
-    rows, _, _ = tick_through(engine, data, start=T0, end=T0 + timedelta(minutes=33), every_secs=10)
+    rows, _, _ = tick_through(engine, data, start=T0, end=T0 + timedelta(minutes=33), every_secs=30)
     for w in (60, 900):
         got = rows.filter(pl.col("window_secs") == w).sort("ts", "asset", "kpi")
         want = compute_kpis(engine.cfg, data, w).sort("ts", "asset", "kpi")
@@ -153,7 +153,7 @@ def test_restart_restores_the_open_episode_without_firing_again() -> None:
     first = RuleEngine(
         make_config([MILL]), [r for r in load_rules(make_config([MILL])) if r.id == "mill.running_empty"]
     )
-    _, events, _ = tick_through(first, data, start=T0, end=T0 + timedelta(seconds=900), every_secs=10)
+    _, events, _ = tick_through(first, data, start=T0, end=T0 + timedelta(seconds=900), every_secs=20)
     assert [e.state for e in events] == ["firing"]
     open_alerts = first.open_alerts()
     assert [a.alert_id for a in open_alerts] == [events[0].alert_id]
@@ -161,7 +161,7 @@ def test_restart_restores_the_open_episode_without_firing_again() -> None:
     second = RuleEngine(make_config([MILL]), first.rules)
     second.restore(open_alerts)
     _, again, _ = tick_through(
-        second, data, start=T0 + timedelta(seconds=900), end=T0 + timedelta(seconds=1500), every_secs=10
+        second, data, start=T0 + timedelta(seconds=900), end=T0 + timedelta(seconds=1500), every_secs=20
     )
     assert again == []  # the episode continues, nothing is published twice
     assert [a.alert_id for a in second.open_alerts()] == [events[0].alert_id]
@@ -229,7 +229,7 @@ def test_same_inputs_give_the_same_outputs() -> None:
     runs = []
     for _ in range(2):
         rows, events, _ = tick_through(
-            mill_engine(), data, start=T0, end=T0 + timedelta(seconds=1200), every_secs=10
+            mill_engine(), data, start=T0, end=T0 + timedelta(seconds=1200), every_secs=30
         )
         runs.append((rows, events))
     assert_frame_equal(runs[0][0], runs[1][0])
@@ -276,3 +276,16 @@ def test_empty_window_and_no_assets_are_harmless() -> None:
     engine = mill_engine()
     result = engine.tick(frame([]), T0 + timedelta(minutes=5))
     assert result.latest["cm1"]["feed_tph"] == (None, "t/h")
+
+
+def test_a_first_tick_handed_history_emits_every_closed_window_once() -> None:
+    engine = mill_engine()
+    data = samples(MILL_ON, seconds=20 * 60, every=5)
+    first = engine.tick(data, T0 + timedelta(minutes=20))
+    want = compute_kpis(engine.cfg, data, 60).filter(pl.col("ts") < T0 + timedelta(minutes=19))
+    got = first.kpi_rows.filter(pl.col("window_secs") == 60)
+    assert_frame_equal(got.sort("ts", "kpi"), want.sort("ts", "kpi"), check_exact=False, rel_tol=1e-9)
+    assert first.kpi_rows.filter(pl.col("window_secs") == 900)["ts"].unique().to_list() == [T0]
+    again = engine.tick(data, T0 + timedelta(minutes=20, seconds=10))
+    # only the minute that closed in between (19:00-20:00 closes at 20:05), nothing twice
+    assert again.kpi_rows["ts"].unique().to_list() == [T0 + timedelta(minutes=19)]
