@@ -21,6 +21,7 @@ NULL, which never counts as true; ``x / 0`` is NULL rather than inf.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -325,50 +326,33 @@ def parse_value(text: str) -> Node:
     return tree
 
 
+def _name_nodes(node: Node) -> Iterator[Name]:
+    """Every name node of the tree, left to right."""
+    match node:
+        case Name():
+            yield node
+        case Neg(operand=o) | Not(operand=o):
+            yield from _name_nodes(o)
+        case Arith(left=a, right=b) | Compare(left=a, right=b):
+            yield from _name_nodes(a)
+            yield from _name_nodes(b)
+        case Logic(operands=ops) | Call(args=ops):
+            for o in ops:
+                yield from _name_nodes(o)
+        case _:
+            pass
+
+
 def names(node: Node) -> list[str]:
     """Names read by the expression, in order of first appearance."""
-    out: list[str] = []
-
-    def walk(n: Node) -> None:
-        match n:
-            case Name(name=nm):
-                if nm not in out:
-                    out.append(nm)
-            case Neg(operand=o) | Not(operand=o):
-                walk(o)
-            case Arith(left=a, right=b) | Compare(left=a, right=b):
-                walk(a)
-                walk(b)
-            case Logic(operands=ops) | Call(args=ops):
-                for o in ops:
-                    walk(o)
-            case _:
-                pass
-
-    walk(node)
-    return out
+    return list(dict.fromkeys(n.name for n in _name_nodes(node)))
 
 
 def name_columns(node: Node) -> dict[str, int]:
     """Each name with the column of its first use (for error messages)."""
     out: dict[str, int] = {}
-
-    def walk(n: Node) -> None:
-        match n:
-            case Name(name=nm, column=c):
-                out.setdefault(nm, c)
-            case Neg(operand=o) | Not(operand=o):
-                walk(o)
-            case Arith(left=a, right=b) | Compare(left=a, right=b):
-                walk(a)
-                walk(b)
-            case Logic(operands=ops) | Call(args=ops):
-                for o in ops:
-                    walk(o)
-            case _:
-                pass
-
-    walk(node)
+    for n in _name_nodes(node):
+        out.setdefault(n.name, n.column)
     return out
 
 
