@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -141,6 +142,41 @@ def _print_kpis(console: object, cfg: Config, frame: pl.DataFrame) -> None:
 
 
 # ------------------------------------------------------------------ demo
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+
+
+def write_sped_up_pack(directory: Path, speed: float) -> Path:
+    """A site pack re-declaring every built-in rule with ``for``/``window`` divided by ``speed``.
+
+    Rules run on wall-clock time while ``demo --speed X`` runs the plant X times faster; without
+    this a fault in the demo would need the rule's full ``for`` (15-30 min) of real time to alert.
+    """
+    from rules.engine import builtin_pack_text, parse_duration
+
+    _, text = builtin_pack_text()
+    lines: list[str] = [f"# kilnwatch demo: built-in rules with durations divided by {speed:g}"]
+    for rule in tomllib.loads(text).get("rule", []):
+        rule = dict(rule)
+        if "for" in rule:
+            rule["for"] = f"{max(1, round(parse_duration(rule['for']) / speed))}s"
+        if "window" in rule:
+            rule["window"] = f"{max(1, round(parse_duration(rule['window']) / speed / 60))}m"
+        if "message" in rule:
+            rule["message"] = f"{rule['message']} [demo, durations /{speed:g}]"
+        lines.append("\n[[rule]]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in rule.items()]
+    out = directory / "demo-rules.toml"
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.minutes is not None and args.minutes <= 0:
         raise CliError("--minutes must be positive", 2)
@@ -172,6 +208,9 @@ async def _demo(args: argparse.Namespace) -> None:
         ):
             data = tomllib.loads(sim.config_toml(db_path=str(db_path)))
             data["agent"]["evaluate_every_secs"] = args.evaluate_every_secs
+            if args.speed > 1:
+                rules_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kilnwatch-rules-")))
+                data["agent"]["rule_files"] = [str(write_sped_up_pack(rules_dir, args.speed))]
             data["agent"]["flush_every_secs"] = 2
             data["mqtt"] = MqttSection(url=broker.url, protocol=broker.protocol).model_dump(exclude_none=True)
             cfg = parse_config(data)

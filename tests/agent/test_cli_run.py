@@ -104,3 +104,21 @@ def test_help_works(args: list[str]) -> None:
 
     r = subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "usage: kilnwatch" in r.stdout
+
+
+def test_demo_speed_divides_every_built_in_rule_duration(tmp_path: Path) -> None:
+    """`demo --speed X`: rules run on wall time, so the demo pack shortens `for`/`window` by X."""
+    from agent.commands import write_sped_up_pack
+    from agent.config import parse_config
+    from rules.engine import load_rules
+    from simulator.config_gen import agent_config_toml
+
+    data = tomllib.loads(agent_config_toml(modbus_port=5020, opcua_port=4840))
+    builtin = {r.id: r for r in load_rules(parse_config(data))}
+    data["agent"]["rule_files"] = [str(write_sped_up_pack(tmp_path, 10))]
+    sped = {r.id: r for r in load_rules(parse_config(data))}
+    assert sped.keys() == builtin.keys() and len(sped) >= 10
+    for rid, rule in sped.items():
+        assert rule.for_secs == max(1, round(builtin[rid].for_secs / 10)), rid
+        assert rule.when.text == builtin[rid].when.text
+    assert sped["kiln.specific_heat.high"].window_secs == 360  # 60 min / 10
