@@ -12,7 +12,12 @@ run (so CPU and peak RSS belong to that run alone):
   ``agent.storage.insert_samples`` (what the agent does, minus batching);
 * ``opcua bare`` — a bare asyncua iterator-mode subscription, events discarded;
 * ``opcua connector`` / ``opcua +duckdb`` — :class:`connectors.opcua.OpcuaConnector` (subscribe);
-* ``opcua poll +duckdb`` — the connector in poll mode (one batched Read per second).
+* ``opcua poll +duckdb`` — the connector in poll mode (one batched Read per second);
+* ``modbus agent`` / ``opcua agent`` — the full :class:`agent.pipeline.Agent` (subscribe mode for
+  OPC UA) with a temp DuckDB file, ``flush_every_secs = 5``, ``evaluate_every_secs = 10``, no assets
+  and no MQTT: connector, bounded queue, writer, window filter and batched DuckDB flushes. Its window
+  runs from one flush to the first flush at least ``--seconds`` later, and its samples are the rows
+  written in between (``agent.view.samples_written``).
 
 The servers run in a separate process (a pymodbus ``SimDevice`` server; an asyncua server whose
 values all change every second). CPU is ``getrusage(RUSAGE_SELF)`` user+system of the client
@@ -21,6 +26,7 @@ process over the measured window (after a warm-up), so it includes every thread 
     .venv/bin/python bench/ingest.py            # 3 repetitions of 15 s per configuration
     .venv/bin/python bench/ingest.py --quick    # 1 repetition of 4 s (a smoke run)
     .venv/bin/python bench/ingest.py --out bench/results/ingest.md
+    .venv/bin/python bench/ingest.py --modes bare,agent --tags 10000   # a subset of the clients
 """
 
 from __future__ import annotations
@@ -48,10 +54,11 @@ if str(ROOT) not in sys.path:
 
 NAMESPACE = "urn:kilnwatch:bench"
 MODES = {
-    "modbus": ["bare", "connector", "+duckdb"],
-    "opcua": ["bare", "connector", "+duckdb", "poll +duckdb"],
+    "modbus": ["bare", "connector", "+duckdb", "agent"],
+    "opcua": ["bare", "connector", "+duckdb", "poll +duckdb", "agent"],
 }
 TARGET_CPU_S_PER_M = 10.0
+AGENT_EVALUATE_SECS = 10.0
 TARGET_RATIO = 2.0
 TARGET_RSS_MB = 300.0
 
@@ -270,6 +277,57 @@ async def connector_client(source: Any, meter: Meter, db: str | None) -> None:
             con.close()
 
 
+def _agent_config(source: Any, db: str) -> Any:
+    from agent.config import parse_config
+
+    return parse_config(
+        {
+            "agent": {
+                "site": "bench",
+                "db_path": db,
+                "flush_every_secs": 5,
+                "evaluate_every_secs": AGENT_EVALUATE_SECS,
+            },
+            "sources": [source.model_dump(mode="json", by_alias=True, exclude_unset=True)],
+        }
+    )
+
+
+async def agent_client(source: Any, meter: Meter, db: str) -> None:
+    """The full agent in this process; the window runs from one sample flush to another."""
+    from agent.pipeline import Agent
+
+    agent = Agent(_agent_config(source, db))
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+
+    async def next_flush() -> tuple[float, float, int]:
+        n = agent.view.samples_written
+        while agent.view.samples_written == n:
+            if task.done():
+                task.result()
+                raise RuntimeError("agent stopped")
+            await asyncio.sleep(0.05)
+        return _cpu(), time.monotonic(), agent.view.samples_written
+
+    try:
+        # The warm-up also covers the first rule tick, whose lazy imports (rules, SciPy) cost ~0.5 s once.
+        first_tick = meter.t_start + AGENT_EVALUATE_SECS + 1.0
+        await asyncio.sleep(max(0.0, max(meter.warmup_until, first_tick) - time.monotonic()))
+        meter.cpu0, meter.wall0, n0 = await next_flush()
+        meter.measuring = True
+        n1 = n0
+        while True:
+            meter.cpu1, meter.wall1, n1 = await next_flush()
+            meter.polls += 1
+            if meter.wall1 - meter.wall0 >= meter.end - meter.warmup_until - 0.5:
+                break
+        meter.samples = n1 - n0
+    finally:
+        stop.set()
+        await task
+
+
 async def run_client(
     protocol: str, mode: str, tags: int, port: int, seconds: float, warmup: float
 ) -> dict[str, Any]:
@@ -279,6 +337,8 @@ async def run_client(
         db = str(Path(tmp) / "bench.duckdb") if "duckdb" in mode else None
         if mode == "bare":
             await (bare_modbus if protocol == "modbus" else bare_opcua)(source, meter)
+        elif mode == "agent":
+            await agent_client(source, meter, str(Path(tmp) / "agent.duckdb"))
         else:
             await connector_client(source, meter, db)
     cpu = meter.cpu1 - meter.cpu0
@@ -403,13 +463,14 @@ NOTES = [
 def orchestrate(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     results: list[dict[str, Any]] = []
+    modes = set(args.modes.split(",")) if args.modes else None
     for protocol in args.protocols.split(","):
         for tags in (int(t) for t in args.tags.split(",")):
             server, port = _start_server(protocol, tags)
             try:
                 time.sleep(1.0)
                 for rep in range(args.reps):
-                    for mode in MODES[protocol]:
+                    for mode in (m for m in MODES[protocol] if not modes or m in modes):
                         r = _run_one(protocol, mode, tags, port, args.seconds, args.warmup)
                         results.append(r)
                         print(
@@ -436,6 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=None, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=None, help="seconds before measuring")
     p.add_argument("--reps", type=int, default=None)
+    p.add_argument(
+        "--modes", help="comma-separated clients to run (bare,connector,+duckdb,poll +duckdb,agent)"
+    )
     p.add_argument("--out", help="write the Markdown summary here")
     p.add_argument("--serve", choices=["modbus", "opcua"], help=argparse.SUPPRESS)
     p.add_argument("--client", choices=["modbus", "opcua"], help=argparse.SUPPRESS)
