@@ -7,8 +7,11 @@ traceback. Subcommands live next to the code they drive: each module offers ``re
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,6 +43,18 @@ def add_config_arg(p: argparse.ArgumentParser, *, required: bool = True) -> None
         required=required and env is None,
         help="config file (TOML); default $KILNWATCH_CONFIG",
     )
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGINT/SIGTERM so long-running commands shut down cleanly (flush, offline).
+
+    ``add_signal_handler`` is missing on some platforms and outside the main thread; there the
+    default handlers stay (Ctrl-C still interrupts).
+    """
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 import tempfile
 import tomllib
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from agent.cli import EXIT_OK, CliError, add_config_arg, config_from_args
+from agent.cli import EXIT_OK, CliError, add_config_arg, config_from_args, stop_on_signals
 from agent.config import Config, MqttSection, parse_config
 
 log = logging.getLogger(__name__)
@@ -46,13 +45,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def _install_stop_handlers(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-
-
 # ------------------------------------------------------------------ run
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
@@ -76,7 +68,7 @@ async def _run(cfg: Config) -> None:
     from agent.pipeline import Agent
 
     stop = asyncio.Event()
-    _install_stop_handlers(stop)
+    stop_on_signals(stop)
     agent = Agent(cfg)
     log.warning(
         "kilnwatch agent for site %s: %d source(s), %d asset(s), database %s",
@@ -195,7 +187,7 @@ async def _demo(args: argparse.Namespace) -> None:
     from simulator.runner import SimulatedPlant
 
     stop = asyncio.Event()
-    _install_stop_handlers(stop)
+    stop_on_signals(stop)
     with contextlib.ExitStack() as stack:
         if args.db:
             db_path = Path(args.db)

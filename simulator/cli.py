@@ -6,12 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from agent.cli import EXIT_OK, EXIT_USAGE, CliError, add_config_arg, config_from_args
+from agent.cli import EXIT_OK, EXIT_USAGE, CliError, add_config_arg, config_from_args, stop_on_signals
 from agent.config import ModbusSource, OpcuaSource
 from simulator.config_gen import DEFAULT_MODBUS_PORT, DEFAULT_OPCUA_PORT, agent_config_toml
 from simulator.scenarios import CATALOGUE, ScenarioError, describe, format_duration, parse_scenarios
@@ -146,10 +145,7 @@ async def _serve(
     from simulator.runner import SimulatedPlant
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     sim = SimulatedPlant(
         modbus_port=modbus,
         opcua_port=opcua,
