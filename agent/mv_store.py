@@ -774,27 +774,38 @@ def recent_deviation(
     return deviation_pct(float(s["expected"][0]), float(s["actual"][0]))
 
 
+def recent_deviations(
+    con: duckdb.DuckDBPyConnection, site: str, now: datetime, *, hours: float = 1.0
+) -> dict[str, float | None]:
+    """``baseline_deviation_pct`` over the last ``hours`` of every asset with a live baseline.
+
+    What the daemon feeds the rule engine every minute (``mill.specific_power.above_baseline``).
+    """
+    now = as_utc(now)
+    return {
+        asset: recent_deviation(con, site, asset, hours, now=now)
+        for asset in sorted({b.asset for b in live_baselines(con, site)})
+    }
+
+
 def deviation_kpi_rows(
     con: duckdb.DuckDBPyConnection, site: str, now: datetime, *, hours: float = 1.0
 ) -> pl.DataFrame:
     """``baseline_deviation_pct`` of every asset with a baseline, as ``kpi`` rows (ts = window start)."""
     now = as_utc(now)
-    rows: list[dict[str, Any]] = []
-    for asset in sorted({b.asset for b in live_baselines(con, site)}):
-        v = recent_deviation(con, site, asset, hours, now=now)
-        if v is None:
-            continue
-        rows.append(
-            {
-                "ts": now - timedelta(hours=hours),
-                "site": site,
-                "asset": asset,
-                "kpi": DEVIATION_KPI,
-                "value": v,
-                "unit": "%",
-                "window_secs": round(hours * 3600),
-            }
-        )
+    rows: list[dict[str, Any]] = [
+        {
+            "ts": now - timedelta(hours=hours),
+            "site": site,
+            "asset": asset,
+            "kpi": DEVIATION_KPI,
+            "value": v,
+            "unit": "%",
+            "window_secs": round(hours * 3600),
+        }
+        for asset, v in recent_deviations(con, site, now, hours=hours).items()
+        if v is not None
+    ]
     schema: dict[str, pl.DataType] = {
         "ts": pl.Datetime("us", "UTC"),
         "site": pl.String(),

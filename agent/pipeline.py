@@ -266,6 +266,7 @@ class Agent:
         from agent.outbox import record_events
 
         assert self.engine is not None
+        self._update_savings()  # before the tick: it feeds the rules' baseline deviations
         window = self.window_frame(now)
         t0 = time.perf_counter()
         result = await asyncio.to_thread(self.engine.tick, window, now)
@@ -296,20 +297,33 @@ class Agent:
             self.metrics.mqtt_retried.set(s.retried)
             self.metrics.mqtt_backlog.set(s.backlog)
             self.metrics.mqtt_connected.set(1 if s.connected else 0)
-        self._update_savings()
         await self._snapshot()
 
     def _update_savings(self) -> None:
-        """Keep today's ``mv_savings`` rows current (at most once a minute)."""
+        """Keep today's ``mv_savings`` rows and the rules' baseline deviations current (once a minute).
+
+        ``baseline_deviation_pct`` (last hour against each asset's live M&V baseline) goes to the
+        rule engine for ``mill.specific_power.above_baseline`` (DOMAIN §8 mill inefficiency).
+        """
         if time.monotonic() - self._last_savings_update < 60:
             return
         self._last_savings_update = time.monotonic()
-        from agent.mv_store import update_savings
+        from agent.mv_store import DEVIATION_KPI, recent_deviations, update_savings
+        from rules.mv import MVError
 
+        now = now_utc()
         try:
-            update_savings(self.con, self.site, now_utc())
+            update_savings(self.con, self.site, now)
         except duckdb.Error as exc:  # a broken baseline must not stop sampling
             log.warning("M&V savings update failed: %s", exc)
+        if self.engine is None:
+            return
+        try:
+            deviations = recent_deviations(self.con, self.site, now, hours=1.0)
+        except (duckdb.Error, MVError) as exc:
+            log.warning("M&V baseline deviation update failed: %s", exc)
+            deviations = {}
+        self.engine.set_external(DEVIATION_KPI, deviations)
 
     async def _snapshot(self) -> None:
         """Write the auditors' snapshot (``agent.snapshot_path``) every ``snapshot_every_secs``.

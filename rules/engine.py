@@ -17,7 +17,7 @@ import re
 import string
 import tomllib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -33,6 +33,7 @@ from rules.alerts import AlertEvent, Severity
 from rules.expr import Condition, ExprError, name_columns, parse_condition, single_name, to_polars
 from rules.grades import AssetGrades, grade
 from rules.kpi import (
+    EXTERNAL,
     KPI_ROW_SCHEMA,
     SMALL_ENGINE,
     VOCABULARY,
@@ -408,6 +409,7 @@ class RuleEngine:
         self._open: dict[tuple[str, str], AlertEvent] = {}
         self._orphans: list[AlertEvent] = []
         self._hourly: dict[str, dict[str, float | None]] = {}
+        self._external: dict[str, dict[str, float]] = {}
         self._groups: dict[int | None, list[_Compiled]] = {}
         self._asset_ids = [a.id for a in self.model.assets]
         row_of = {a: i for i, a in enumerate(self._asset_ids)}
@@ -470,6 +472,19 @@ class RuleEngine:
                 self._open[key] = ev
             else:
                 self._orphans.append(ev)
+
+    def set_external(self, name: str, values: Mapping[str, float | None]) -> None:
+        """Values from outside the sample stream for the next ticks, e.g. ``baseline_deviation_pct``.
+
+        They replace the previous ones as a whole: an asset left out (or None, or not finite) reads
+        NULL, so a rule on it goes quiet rather than acting on a figure that is no longer current.
+        """
+        if name not in EXTERNAL:
+            raise ValueError(f"{name!r} is not an external name (known: {', '.join(EXTERNAL)})")
+        known = set(self._asset_ids)
+        self._external[name] = {
+            a: float(v) for a, v in values.items() if a in known and v is not None and math.isfinite(v)
+        }
 
     def open_alerts(self) -> list[AlertEvent]:
         """The firing episodes, as their latest firing event (what an outbox would restore)."""
@@ -687,6 +702,11 @@ class RuleEngine:
         stale = [(now_us if label in raw_labels else wm) - self._stale_us for label in order]
         stats = pl.concat([p.select(_STATS_COLUMNS) for p in parts], how="vertical")
         frame = self.model.evaluate(stats, order, stale_before_us=stale)
+        if self._external:
+            frame = frame.with_columns(
+                pl.col("asset").replace_strict(vals, default=None, return_dtype=pl.Float64).alias(name)
+                for name, vals in self._external.items()
+            )
         return {w: frame.filter(pl.col("window") == label) for w, label in labels.items()}
 
     # -------------------------------------------------------------- outputs
@@ -700,6 +720,10 @@ class RuleEngine:
                 continue
             # values are finite or None by construction (rules.kpi guards every KPI)
             out[asset] = {s.name: (data[kpi_column(s.name)][i], s.unit) for s in specs}
+        for name, vals in self._external.items():
+            unit = "%" if name.endswith("_pct") else ""
+            for asset, v in vals.items():
+                out.setdefault(asset, {})[name] = (v, unit)
         return out
 
     def _remember_hourly(self, frame: pl.DataFrame) -> None:

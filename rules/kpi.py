@@ -67,6 +67,11 @@ PARAMS: tuple[str, ...] = (
     "min_product_tph",
 )
 
+#: Names fed from outside the sample stream (:meth:`rules.engine.RuleEngine.set_external`), NULL
+#: until fed: ``baseline_deviation_pct`` = 100·(actual − expected)/expected of the asset's live M&V
+#: baseline over the last hour (DOMAIN §8 mill inefficiency: kWh/t > EnB prediction × 1.10).
+EXTERNAL: tuple[str, ...] = ("baseline_deviation_pct",)
+
 
 @dataclass(frozen=True, slots=True)
 class KpiSpec:
@@ -196,7 +201,9 @@ KPI_NAMES: tuple[str, ...] = tuple(KPI_BY_NAME)
 #: Names the rule engine may read on a WHR asset, taken from the credited kiln.
 WHR_INHERITED: tuple[str, ...] = ("clinker_tph", "kiln_feed_tph", "nominal_feed_tph", "nominal_clinker_tph")
 #: Every name a rule condition may use.
-VOCABULARY: frozenset[str] = frozenset(ALL_ROLES) | frozenset(KPI_NAMES) | frozenset(PARAMS)
+VOCABULARY: frozenset[str] = (
+    frozenset(ALL_ROLES) | frozenset(KPI_NAMES) | frozenset(PARAMS) | frozenset(EXTERNAL)
+)
 
 
 def vocabulary_for(asset_type: str) -> frozenset[str]:
@@ -210,7 +217,7 @@ def vocabulary_for(asset_type: str) -> frozenset[str]:
         asset_type,
         {"nominal_feed_tph", "rated_power_kw", "typical_specific_power_kwh_per_t", "min_product_tph"},
     )
-    names |= params
+    names |= params | set(EXTERNAL)
     if asset_type == "whr":
         names |= set(WHR_INHERITED)
     return frozenset(names)
@@ -798,7 +805,7 @@ class AssetModel:
                 "_coal_min_feed": pl.Float64,
                 "_has_prod_role": pl.Boolean,
             },
-        )
+        ).with_columns(pl.lit(None, dtype=pl.Float64).alias(n) for n in EXTERNAL)
 
         kpis_by_asset: dict[str, tuple[KpiSpec, ...]] = {}
         available: dict[str, frozenset[str]] = {}
@@ -820,6 +827,7 @@ class AssetModel:
             kpis_by_asset[a.id] = specs
             prow = next(r for r in rows if r["asset"] == a.id)
             names = roles | {k.name for k in specs} | {p for p in PARAMS if prow.get(p) is not None}
+            names |= set(EXTERNAL)
             if a.type == "whr" and kiln is not None and kiln.kiln_feed_tph is not None:
                 names |= {"clinker_tph", "kiln_feed_tph"}
             if a.type == "plant":

@@ -289,3 +289,45 @@ def test_a_first_tick_handed_history_emits_every_closed_window_once() -> None:
     again = engine.tick(data, T0 + timedelta(minutes=20, seconds=10))
     # only the minute that closed in between (19:00-20:00 closes at 20:05), nothing twice
     assert again.kpi_rows["ts"].unique().to_list() == [T0 + timedelta(minutes=19)]
+
+
+def test_baseline_rule_fires_on_the_fed_deviation_after_its_for_and_resolves_below_clear() -> None:
+    """DOMAIN §8 mill inefficiency: kWh/t > EnB prediction x 1.10 <=> baseline_deviation_pct > 10.
+
+    The deviation comes from the M&V store (``set_external``), not from samples: 18 % above the
+    baseline fires after ``for`` = 15 min, 7 % (between clear 5 and when 10) holds it, 3 % resolves.
+    """
+    engine = mill_engine()
+    data = samples(MILL_ON, seconds=35 * 60, every=5)
+    feed = {5: 18.0, 25: 7.0, 30: 3.0}  # minute -> deviation fed from then on
+    events: list[AlertEvent] = []
+    latest: dict[str, tuple[float | None, str]] = {}
+    for k in range(6, 6 * 35 + 1):  # a tick every 10 s
+        now = T0 + timedelta(seconds=10 * k)
+        if k % 6 == 0 and k // 6 in feed:
+            engine.set_external("baseline_deviation_pct", {"cm1": feed[k // 6], "not_an_asset": 1.0})
+        r = engine.tick(data.filter(pl.col("ts") < now), now)
+        events += [e for e in r.events if e.rule == "mill.specific_power.above_baseline"]
+        latest = r.latest.get("cm1", {})
+    assert [(e.state, e.ts - T0) for e in events] == [
+        ("firing", timedelta(minutes=20)),  # first seen > 10 at minute 5, held for 15 min
+        ("resolved", timedelta(minutes=30)),  # 7 % at minute 25 is inside the hysteresis
+    ]
+    fired, resolved = events
+    assert fired.value == 18.0 and fired.threshold == 10.0 and fired.unit == "%"
+    assert "18.0 % above the M&V baseline" in fired.message
+    assert resolved.value == 3.0
+    assert latest["baseline_deviation_pct"] == (3.0, "%")
+
+
+def test_external_values_are_replaced_as_a_whole_and_unknown_names_rejected() -> None:
+    engine = mill_engine()
+    data = samples(MILL_ON, seconds=120, every=5)
+    engine.set_external("baseline_deviation_pct", {"cm1": 12.0})
+    first = engine.tick(data, T0 + timedelta(seconds=120))
+    assert first.latest["cm1"]["baseline_deviation_pct"] == (12.0, "%")
+    engine.set_external("baseline_deviation_pct", {"cm1": float("nan")})  # not finite -> NULL
+    second = engine.tick(data, T0 + timedelta(seconds=130))
+    assert "baseline_deviation_pct" not in second.latest["cm1"]
+    with pytest.raises(ValueError, match="not an external name"):
+        engine.set_external("specific_power_kwh_per_t", {"cm1": 1.0})

@@ -28,6 +28,7 @@ BUILTIN_IDS = {
     "mill.running_empty",
     "mill.idle_running",
     "mill.specific_power.high",
+    "mill.specific_power.above_baseline",
     "whr.net_generation.low",
     "plant.compressed_air.leak",
 }
