@@ -1012,33 +1012,37 @@ def evaluate_history(
     ts = samples.get_column("ts").dt.epoch("us")
     lo, hi = cast(int, ts.min()), cast(int, ts.max())
     # one pass over the samples (streaming engine: bounded memory); everything else reads minutes
-    minute = tag_stats(samples, 60, last_good=False).collect()
-    rows: list[pl.DataFrame] = []
     minutes = window_range(lo, hi, 60)
-    dense = model.dense_stats(minute, minutes)
+    dense = model.dense_minutes(samples)
+    if dense is None:
+        dense = model.dense_stats(tag_stats(samples, 60, last_good=False).collect(), minutes)
+    rows: list[pl.DataFrame] = []
     frames: dict[int | None, pl.DataFrame] = {}
     for w in windows_secs:
-        wus = w * US
         if w == 60:
             frame = model.evaluate(dense)
             frames[None] = frame  # rules without a window read the closed minute (no staleness in history)
         else:
-            stats = merge_stats(minute.lazy().with_columns(pl.col("window") // wus * wus))
-            frame = model.evaluate(stats, window_range(lo, hi, w))
+            frame = model.evaluate(dense.coarsen(w))
         rows.append(model.kpi_rows(frame, w))
     if None not in frames:
         frames[None] = model.evaluate(dense)
-    for rw in engine._groups:
-        if rw is not None:
+    # rule conditions per window group; a rolling window computes only what its rules read
+    conds: dict[int | None, pl.DataFrame] = {}
+    for rw, compiled in engine._groups.items():
+        exprs = [pl.col("window"), pl.col("asset"), *(e for c in compiled for e in c.exprs)]
+        if rw is None:
+            conds[rw] = frames[None].select(exprs)
+        else:
             # whole minutes of the last ``rw`` seconds ending with each minute
-            frames[rw] = model.evaluate(dense.rolling(max(1, rw // 60)))
-    events = _replay(engine, frames, minutes)
+            conds[rw] = model.evaluate(dense.rolling(max(1, rw // 60)), select=exprs)
+    events = _replay(engine, conds, frames[None], minutes)
     kpi_rows = pl.concat(rows, how="vertical") if rows else pl.DataFrame(schema=KPI_ROW_SCHEMA)
     return HistoryResult(kpi_rows, events)
 
 
 def _replay(
-    engine: RuleEngine, frames: dict[int | None, pl.DataFrame], minutes: pl.Series
+    engine: RuleEngine, conds: dict[int | None, pl.DataFrame], current: pl.DataFrame, minutes: pl.Series
 ) -> list[AlertEvent]:
     """Step every rule's state machine at each minute end, in time order.
 
@@ -1048,7 +1052,7 @@ def _replay(
     """
     n_min = minutes.len()
     starts = minutes.to_numpy()
-    supp_frame = frames[None].sort("window", "asset")
+    supp_frame = current  # every frame is window-major, assets in config order
     asset_pos = {a: i for i, a in enumerate(supp_frame.get_column("asset").head(len(engine.model.assets)))}
 
     def grid(frame: pl.DataFrame, col: str, *, boolean: bool) -> np.ndarray[Any, Any]:
@@ -1058,11 +1062,7 @@ def _replay(
 
     found: list[tuple[int, int, int, int, AlertEvent]] = []
     for g, (w, compiled) in enumerate(sorted(engine._groups.items(), key=lambda kv: kv[0] or 0)):
-        frame = (
-            frames[w]
-            .sort("window", "asset")
-            .select("window", "asset", *[e for c in compiled for e in c.exprs])
-        )
+        frame = conds[w]  # w{k}, c{k}, v{k}, t{k} of each rule k (see _rule_exprs)
         supp = supp_frame.select("window", *[_suppress_expr(c.rule, c.index) for c in compiled])
         for c in compiled:
             k = c.index

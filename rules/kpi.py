@@ -21,9 +21,10 @@ data is NULL with a ``reason``; it is never inf, NaN or huge.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -266,6 +267,9 @@ STATS_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+_MINUTE_US = 60_000_000
+
+
 def good_sample() -> pl.Expr:
     """Only ``good`` samples with a finite value count towards a KPI."""
     v = pl.col("value")
@@ -296,12 +300,9 @@ def tag_stats(
     # For big String frames, hashing a dictionary code beats hashing the string (~40 % faster on a
     # day of data); for a tick's few hundred thousand rows the cast costs more than it saves.
     big = isinstance(samples, pl.DataFrame) and samples.height > 2_000_000
-    tag = (
-        pl.col("tag").cast(pl.Categorical)
-        if big and lf.collect_schema()["tag"] == pl.String
-        else pl.col("tag")
-    )
-    return (
+    dtype = lf.collect_schema()["tag"]
+    tag = pl.col("tag").cast(pl.Categorical) if big and dtype == pl.String else pl.col("tag")
+    out = (
         lf.select(key.alias("window"), tag, pl.when(good).then(pl.col("value")).alias("_gv"), gt.alias("_gt"))
         .group_by("window", "tag")
         .agg(
@@ -310,8 +311,9 @@ def tag_stats(
             pl.len().cast(pl.Int64).alias("n_total"),
             pl.col("_gt").max().alias("last_good"),
         )
-        .with_columns(pl.col("tag").cast(pl.String))
     )
+    # Enum tags stay Enum: their codes index the model's tag list without a string join
+    return out if isinstance(dtype, pl.Enum) else out.with_columns(pl.col("tag").cast(pl.String))
 
 
 def merge_stats(stats: pl.LazyFrame, keys: Sequence[str] = ("window", "tag")) -> pl.LazyFrame:
@@ -613,6 +615,25 @@ class DenseStats:
 
         return DenseStats(self.windows, roll(self.sum), roll(self.n_good), roll(self.n_total), self.last_good)
 
+    def coarsen(self, window_secs: int) -> DenseStats:
+        """Statistics of the UTC-aligned ``window_secs`` windows these (finer, sorted) windows fall in.
+
+        Sums and counts add and the last good sample is the latest, so a 15-min or hourly window is
+        a reduction of its minutes: no second pass over samples, no group-by.
+        """
+        wus = window_secs * 1_000_000
+        coarse = self.windows // wus * wus
+        if len(coarse) == 0:
+            return self
+        starts = np.flatnonzero(np.r_[True, coarse[1:] != coarse[:-1]])
+        return DenseStats(
+            coarse[starts],
+            np.add.reduceat(self.sum, starts, axis=0),
+            np.add.reduceat(self.n_good, starts, axis=0),
+            np.add.reduceat(self.n_total, starts, axis=0),
+            np.maximum.reduceat(self.last_good, starts, axis=0),
+        )
+
 
 # ------------------------------------------------------------------------------------ the model
 @dataclass(frozen=True)
@@ -635,16 +656,28 @@ class AssetModel:
     _stages: tuple[list[list[pl.Expr]], list[list[pl.Expr]]] = field(init=False, repr=False, compare=False)
     _tag_list: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _tag_frame: pl.DataFrame = field(init=False, repr=False, compare=False)
+    _tag_enum: pl.Enum = field(init=False, repr=False, compare=False)
+    _kpi_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _kpi_mask: npt.NDArray[np.bool_] = field(init=False, repr=False, compare=False)
+    _asset_index: dict[str, int] = field(init=False, repr=False, compare=False)
     _gather: dict[str, npt.NDArray[np.intp]] = field(init=False, repr=False, compare=False)
-    _row_groups: tuple[tuple[tuple[str, ...], tuple[KpiSpec, ...]], ...] = field(
-        init=False, repr=False, compare=False
-    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_stages", (_stage_a(), _stage_c(self.net_whr)))
         tags = tuple(sorted(set(self.role_map.get_column("tag").to_list())))
         index = {t: i for i, t in enumerate(tags)}
         object.__setattr__(self, "_tag_list", tags)
+        object.__setattr__(self, "_tag_enum", pl.Enum(list(tags)))
+        # (asset x KPI) applicability in config order x catalogue order: the rows kpi_rows emits
+        kpi_names = tuple(k.name for k in KPIS if any(k in specs for specs in self.kpis_by_asset.values()))
+        asset_ids = self.params.get_column("asset").to_list()
+        mask = np.zeros((len(asset_ids), len(kpi_names)), dtype=bool)
+        for i, a in enumerate(asset_ids):
+            have = {k.name for k in self.kpis_by_asset.get(a, ())}
+            mask[i] = [n in have for n in kpi_names]
+        object.__setattr__(self, "_kpi_names", kpi_names)
+        object.__setattr__(self, "_kpi_mask", mask)
+        object.__setattr__(self, "_asset_index", {a: i for i, a in enumerate(asset_ids)})
         object.__setattr__(
             self,
             "_tag_frame",
@@ -665,11 +698,6 @@ class AssetModel:
                 g[row, : len(idx)] = idx
             gather[role] = g
         object.__setattr__(self, "_gather", gather)
-        groups: dict[tuple[KpiSpec, ...], list[str]] = {}
-        for asset, specs in self.kpis_by_asset.items():
-            if specs:
-                groups.setdefault(specs, []).append(asset)
-        object.__setattr__(self, "_row_groups", tuple((tuple(a), specs) for specs, a in groups.items()))
 
     # -------------------------------------------------------------- construction
     @classmethod
@@ -859,6 +887,97 @@ class AssetModel:
         return model
 
     # -------------------------------------------------------------- evaluation
+    def dense_minutes(self, samples: pl.DataFrame) -> DenseStats | None:
+        """1-min statistics of a big sample frame with an Enum ``tag`` column, straight into arrays.
+
+        Returns None for other tag types (the caller uses :func:`tag_stats`). Time-ordered input
+        (how a backfill reads ``samples``, and how the agent writes them) is cut into minutes by
+        binary search and each minute's codes are counted with ``np.bincount`` into a row of a
+        (minute x category) array: no hashing, about 25 % faster than a group-by, and only a slab of
+        minutes is materialised at a time. Otherwise one streaming group-by on a single integer key
+        (minute index x tag code). ``last_good`` is not kept (history has no "now" to be stale against).
+        """
+        dtype = samples.schema["tag"]
+        if not isinstance(dtype, pl.Enum) or samples.height == 0:
+            return None
+        lookup = self.tag_lookup(dtype)
+        n_cat, n_t = len(lookup), len(self._tag_list)
+        ts = samples.get_column("ts").dt.epoch("us")
+        m0, m1 = cast(int, ts.min()) // _MINUTE_US, cast(int, ts.max()) // _MINUTE_US
+        wins = np.arange(m0, m1 + 1, dtype=np.int64) * _MINUTE_US
+        n_w = len(wins)
+        good = good_sample()
+        if ts.is_sorted():
+            sums, n_good, n_total = (np.zeros((n_w, n_cat)) for _ in range(3))
+            bounds = np.append(wins, wins[-1] + _MINUTE_US)
+            # on the Series: a frame read from Arrow/DuckDB has many chunks, and to_numpy would copy them
+            edges = ts.search_sorted(pl.Series(bounds)).cast(pl.Int64).to_numpy()
+            slab = 64  # minutes per materialised slab: 64 x 500 tags x 60 s = 1.9 M rows
+
+            def prepare(i0: int) -> tuple[npt.NDArray[Any], ...]:
+                a, b = int(edges[i0]), int(edges[min(i0 + slab, n_w)])
+                part = samples.slice(a, b - a).select(
+                    pl.col("tag").to_physical().alias("c"),
+                    pl.when(good).then(pl.col("value")).otherwise(0.0).alias("gv"),
+                    good.cast(pl.Float64).alias("g"),
+                )
+                return tuple(part.get_column(x).to_numpy() for x in ("c", "gv", "g"))
+
+            # Polars prepares the next slab (GIL released) while NumPy counts this one
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kw-slab") as pool:
+                ahead = pool.submit(prepare, 0)
+                for i0 in range(0, n_w, slab):
+                    c, gv, g = ahead.result()
+                    if i0 + slab < n_w:
+                        ahead = pool.submit(prepare, i0 + slab)
+                    a = int(edges[i0])
+                    for i in range(i0, min(i0 + slab, n_w)):
+                        lo, hi = int(edges[i]) - a, int(edges[i + 1]) - a
+                        cc = c[lo:hi]
+                        sums[i] = np.bincount(cc, gv[lo:hi], n_cat)
+                        n_good[i] = np.bincount(cc, g[lo:hi], n_cat)
+                        n_total[i] = np.bincount(cc, None, n_cat)
+            used = np.flatnonzero(lookup >= 0)
+            d = DenseStats(
+                windows=wins,
+                sum=np.zeros((n_w, n_t)),
+                n_good=np.zeros((n_w, n_t)),
+                n_total=np.zeros((n_w, n_t)),
+                last_good=np.full((n_w, n_t), np.iinfo(np.int64).min, dtype=np.int64),
+            )
+            d.sum[:, lookup[used]] = sums[:, used]
+            d.n_good[:, lookup[used]] = n_good[:, used]
+            d.n_total[:, lookup[used]] = n_total[:, used]
+            return d
+        ts_us = pl.col("ts").dt.epoch("us")
+        key = (ts_us // _MINUTE_US - m0) * n_cat + pl.col("tag").to_physical().cast(pl.Int64)
+        st = (
+            samples.lazy()
+            .select(key.alias("k"), pl.when(good).then(pl.col("value")).alias("_gv"))
+            .group_by("k")
+            .agg(
+                pl.col("_gv").sum().alias("sum"),
+                pl.col("_gv").count().alias("n_good"),
+                pl.len().alias("n_total"),
+            )
+            .collect()
+        )
+        d = DenseStats(
+            windows=wins,
+            sum=np.zeros((n_w, n_t)),
+            n_good=np.zeros((n_w, n_t)),
+            n_total=np.zeros((n_w, n_t)),
+            last_good=np.full((n_w, n_t), np.iinfo(np.int64).min, dtype=np.int64),
+        )
+        k = st.get_column("k").to_numpy()
+        ti = lookup[k % n_cat]
+        keep = ti >= 0
+        wi, ti = k[keep] // n_cat, ti[keep]
+        d.sum[wi, ti] = st.get_column("sum").fill_null(0.0).to_numpy()[keep]
+        d.n_good[wi, ti] = st.get_column("n_good").to_numpy()[keep]
+        d.n_total[wi, ti] = st.get_column("n_total").to_numpy()[keep]
+        return d
+
     def dense_stats(
         self, stats: pl.LazyFrame | pl.DataFrame, windows: Iterable[int] | pl.Series
     ) -> DenseStats:
@@ -872,12 +991,27 @@ class AssetModel:
             n_total=np.zeros((n_w, n_t)),
             last_good=np.full((n_w, n_t), np.iinfo(np.int64).min, dtype=np.int64),
         )
-        st = (
-            stats.lazy()
-            .join(self._tag_frame.lazy(), on="tag", how="inner")
-            .select("window", "_ti", "sum", "n_good", "n_total", "last_good")
-            .collect(engine=SMALL_ENGINE)
-        )
+        lf = stats.lazy()
+        dtype = lf.collect_schema()["tag"]
+        if isinstance(dtype, pl.Enum):
+            # dictionary codes -> the model's tag index through a lookup array (-1: not a role tag)
+            lookup = self.tag_lookup(dtype)
+            st = lf.select(
+                "window",
+                pl.col("tag").to_physical().alias("_code"),
+                "sum",
+                "n_good",
+                "n_total",
+                "last_good",
+            ).collect(engine=SMALL_ENGINE)
+            ti_all = lookup[st.get_column("_code").to_numpy()]
+            st = st.with_columns(pl.Series("_ti", ti_all)).filter(pl.col("_ti") >= 0)
+        else:
+            st = (
+                lf.join(self._tag_frame.lazy(), on="tag", how="inner")
+                .select("window", "_ti", "sum", "n_good", "n_total", "last_good")
+                .collect(engine=SMALL_ENGINE)
+            )
         if st.height == 0 or n_w == 0:
             return d
         w = st.get_column("window").to_numpy()
@@ -889,6 +1023,19 @@ class AssetModel:
         d.n_total[wi, ti] = st.get_column("n_total").to_numpy()[keep]
         d.last_good[wi, ti] = st.get_column("last_good").fill_null(np.iinfo(np.int64).min).to_numpy()[keep]
         return d
+
+    @property
+    def tag_enum(self) -> pl.Enum:
+        """The role tags as an Enum whose codes are the dense tag index (what the agent's window uses)."""
+        return self._tag_enum
+
+    def tag_lookup(self, dtype: pl.Enum) -> npt.NDArray[np.intp]:
+        """Dense tag index of every category of an Enum tag column (-1 for tags no role uses)."""
+        cats = tuple(dtype.categories.to_list())
+        if cats == self._tag_list:
+            return np.arange(len(cats), dtype=np.intp)
+        index = {t: i for i, t in enumerate(self._tag_list)}
+        return np.fromiter((index.get(c, -1) for c in cats), dtype=np.intp, count=len(cats))
 
     def signal_frame(
         self,
@@ -921,8 +1068,8 @@ class AssetModel:
         for role in ALL_ROLES:
             gather = self._gather.get(role)
             if gather is None:
-                cols.append(pl.Series(role, [None] * (n_w * n_a), dtype=pl.Float64))
-                cols.append(pl.Series(f"{role}__gf", [None] * (n_w * n_a), dtype=pl.Float64))
+                none = pl.repeat(None, n_w * n_a, dtype=pl.Float64, eager=True)
+                cols += [none.alias(role), none.alias(f"{role}__gf")]
                 continue
             value, good = _combine(mean, gf, gather, role_aggregation(role))
             cols.append(pl.Series(role, value.reshape(-1), dtype=pl.Float64, nan_to_null=True))
@@ -1003,57 +1150,54 @@ class AssetModel:
     def kpi_rows(self, kpis: pl.DataFrame, window_secs: int) -> pl.DataFrame:
         """Long ``kpi`` rows (CONTRACT §3) for the KPIs that apply to each asset.
 
-        Sorted by window, then asset (config order), then KPI (catalogue order). Assets with the same
-        KPI set are unpivoted together, so no row is made and then dropped.
+        ``kpis`` is in :meth:`evaluate` order (window-major, assets in config order), so flattening
+        each row's KPI columns in catalogue order (a row-major reshape) gives rows sorted by window,
+        asset and KPI with no sort; the (asset, KPI) pairs that do not apply are dropped with one
+        mask. Cheaper than unpivot + sort by about 4x on a day of 1-min windows.
         """
-        if not self._row_groups or kpis.height == 0:
+        names = self._kpi_names
+        if not names or kpis.height == 0:
             return empty_kpi_rows()
-        index = ["window", "asset"]
-        asset_order = {a.id: i for i, a in enumerate(self.assets)}
-        kpi_order = {k.name: i for i, k in enumerate(KPIS)}
-        parts: list[pl.DataFrame] = []
-        for assets, specs in self._row_groups:
-            sub = kpis.filter(pl.col("asset").is_in(list(assets)))
-            if sub.height == 0:
-                continue
-            names = [k.name for k in specs]
+        nk = len(names)
+        cols = [kpi_column(k) for k in names]
+        row_asset = kpis.get_column("asset").replace_strict(self._asset_index, return_dtype=pl.Int64)
+        keep = np.flatnonzero(self._kpi_mask[row_asset.to_numpy()].reshape(-1))
+        row = pl.Series(keep // nk)
+        k = pl.Series(keep % nk)
 
-            def long(
-                suffix: str, value_name: str, sub: pl.DataFrame = sub, names: list[str] = names
-            ) -> pl.DataFrame:
-                cols = [pl.col(f"{kpi_column(n)}{suffix}").alias(n) for n in names]
-                return sub.select(*index, *cols).unpivot(
-                    index=index, variable_name="kpi", value_name=value_name
-                )
+        def flat(suffix: str) -> pl.Series:
+            # row-major (row, KPI) flattening of float columns; values are finite or NULL (never NaN)
+            grid = np.column_stack([kpis.get_column(f"{c}{suffix}").to_numpy() for c in cols])
+            return pl.Series(grid.reshape(-1)[keep], nan_to_null=True)
 
-            # three unpivots over the same column order line up row for row
-            parts.append(
-                long("", "value").with_columns(
-                    long("__reason", "reason").get_column("reason"),
-                    long("__gf", "good_fraction").get_column("good_fraction"),
-                )
-            )
-        if not parts:
-            return empty_kpi_rows()
-        rows = pl.concat(parts, how="vertical")
-        return (
-            rows.with_columns(
-                pl.col("asset").replace_strict(asset_order, return_dtype=pl.Int32).alias("_a"),
-                pl.col("kpi").replace_strict(kpi_order, return_dtype=pl.Int32).alias("_k"),
-            )
-            .sort("window", "_a", "_k")
-            .select(
-                pl.col("window").cast(pl.Datetime("us", "UTC")).alias("ts"),
-                pl.lit(self.site).alias("site"),
-                "asset",
-                "kpi",
-                "value",
-                pl.col("kpi").replace_strict(KPI_UNITS, return_dtype=pl.String).alias("unit"),
-                pl.lit(window_secs, dtype=pl.Int32).alias("window_secs"),
-                "good_fraction",
-                "reason",
-            )
-            .cast(KPI_ROW_SCHEMA)  # type: ignore[arg-type]
+        # reasons are rare: scatter the non-null ones into an all-NULL column
+        reason = pl.repeat(None, len(keep), dtype=pl.String, eager=True)
+        pos: list[npt.NDArray[np.int64]] = []
+        text: list[pl.Series] = []
+        out_pos = np.full(kpis.height * nk, -1, dtype=np.int64)  # flat (row, KPI) -> output row
+        out_pos[keep] = np.arange(len(keep))
+        for j, c in enumerate(cols):
+            r = kpis.get_column(f"{c}__reason")
+            nonnull = np.flatnonzero(r.is_not_null().to_numpy())
+            if len(nonnull):
+                at = out_pos[nonnull * nk + j]
+                ok = at >= 0
+                pos.append(at[ok])
+                text.append(r.gather(nonnull[ok]))
+        if pos:
+            reason = reason.scatter(np.concatenate(pos), pl.concat(text))
+        return pl.DataFrame(
+            [
+                kpis.get_column("window").gather(row).cast(pl.Datetime("us", "UTC")).alias("ts"),
+                pl.repeat(self.site, len(keep), dtype=pl.String, eager=True).alias("site"),
+                kpis.get_column("asset").gather(row),
+                pl.Series("kpi", names, dtype=pl.String).gather(k),
+                flat("").alias("value"),
+                pl.Series("unit", [KPI_UNITS[x] for x in names], dtype=pl.String).gather(k),
+                pl.repeat(window_secs, len(keep), dtype=pl.Int32, eager=True).alias("window_secs"),
+                flat("__gf").alias("good_fraction"),
+                reason.alias("reason"),
+            ]
         )
 
     def evaluate(
@@ -1062,9 +1206,16 @@ class AssetModel:
         windows: Iterable[int] | pl.Series | None = None,
         *,
         stale_before_us: int | Sequence[int] | None = None,
+        select: Sequence[pl.Expr] | None = None,
     ) -> pl.DataFrame:
-        """Signal frame + KPIs, collected: what rules read and what :meth:`kpi_rows` unpivots."""
+        """Signal frame + KPIs, collected: what rules read and what :meth:`kpi_rows` unpivots.
+
+        ``select``: only these expressions of the result; Polars then skips every KPI they do not
+        read (projection pushdown), e.g. a rolling rule window that feeds two rules.
+        """
         plan = self.kpi_frame(self.signal_frame(stats, windows, stale_before_us=stale_before_us))
+        if select is not None:
+            plan = plan.select(select)
         return plan.collect(engine=SMALL_ENGINE)
 
 

@@ -331,3 +331,34 @@ def test_external_values_are_replaced_as_a_whole_and_unknown_names_rejected() ->
     assert "baseline_deviation_pct" not in second.latest["cm1"]
     with pytest.raises(ValueError, match="not an external name"):
         engine.set_external("specific_power_kwh_per_t", {"cm1": 1.0})
+
+
+def test_history_of_enum_tags_equals_history_of_string_tags() -> None:
+    """The dictionary-code fast path (how a backfill reads ``samples``) changes nothing but speed.
+
+    Includes a tag no role uses and a bad sample, and spans two hours so 15-min and hourly windows
+    come from coarsened minutes.
+    """
+    cfg = make_config([MILL, KILN])
+    inefficient = {"cm1.feed_tph": 100.0, "cm1.power_kw": 5000.0, **EXAMPLE1_VALUES}
+    data = pl.concat(
+        [
+            samples({**MILL_ON, **EXAMPLE1_VALUES, "other.tag": 1.0}, seconds=1800, every=5),
+            samples(inefficient, start=T0 + timedelta(seconds=1800), seconds=5400, every=5),
+        ]
+    )
+    data = data.with_columns(
+        pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("bad")).otherwise(pl.col("quality")).alias("quality")
+    )
+    tags = sorted(set(data["tag"].to_list()))
+    as_enum = data.with_columns(
+        pl.col("tag").cast(pl.Enum(tags[::-1])),  # category order differs from the model's
+        pl.col("quality").cast(pl.Enum(["good", "stale", "bad", "comm_error"])),
+    )
+    plain, fast = evaluate_history(cfg, data), evaluate_history(cfg, as_enum)
+    assert fast.kpi_rows.height > 0 and {60, 900, 3600} <= set(fast.kpi_rows["window_secs"].to_list())
+    assert_frame_equal(fast.kpi_rows, plain.kpi_rows, check_exact=False, rel_tol=1e-12)
+    assert [(e.rule, e.asset, e.state, e.ts) for e in fast.events] == [
+        (e.rule, e.asset, e.state, e.ts) for e in plain.events
+    ]
+    assert any(e.rule == "mill.specific_power.high" for e in fast.events)
