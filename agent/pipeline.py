@@ -12,6 +12,7 @@ tick is moved to a worker thread because it can take tens of milliseconds at 10k
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -84,6 +85,7 @@ class Agent:
         self._window_tags = self._tags_for_rules()
         self._window: list[pl.DataFrame] = []
         self.engine: RuleEngine | None = None
+        self._window_dtype: pl.DataType | None = None
         self.mqtt: MqttLink | None = None
         self._last_savings_update = 0.0
         self._next_snapshot = 0.0
@@ -119,6 +121,8 @@ class Agent:
         from rules.engine import RuleEngine, load_rules
 
         self.engine = RuleEngine(self.cfg, load_rules(self.cfg))
+        self._window_dtype = self.engine.tag_dtype
+        self._window.clear()  # frames kept before the engine existed have String tags
         open_alerts = load_open_alerts(self.con, self.site)
         self.engine.restore(open_alerts)
         for ev in open_alerts:
@@ -131,6 +135,11 @@ class Agent:
         """Run until ``stop`` is set (or forever); flush samples and close cleanly on the way out."""
         stop = stop or asyncio.Event()
         self._start_engine()
+        # Everything made so far (config, rule plans, library modules) lives as long as the daemon:
+        # moving it out of the cyclic GC's reach keeps full collections short, which would
+        # otherwise add ~35 ms to a rule tick at 10k tags now and then.
+        gc.collect()
+        gc.freeze()
         if self.cfg.agent.metrics_port:
             self.metrics.serve(self.cfg.agent.metrics_host, self.cfg.agent.metrics_port)
         if self.cfg.mqtt is not None:
@@ -149,6 +158,7 @@ class Agent:
         except* _Stop:
             pass
         finally:
+            gc.unfreeze()
             self._drain_queue()
             self._flush()
             self.metrics.close()
@@ -217,7 +227,12 @@ class Agent:
         self._pending.append(frame)
         self._pending_rows += frame.height
         if self._window_tags:
-            w = frame.filter(pl.col("tag").is_in(self._window_tags))
+            if self._window_dtype is not None:
+                # the engine's Enum: drops other tags and saves the rule tick a string group-by
+                tag = pl.col("tag").cast(self._window_dtype, strict=False)
+                w = frame.with_columns(tag).filter(pl.col("tag").is_not_null())
+            else:
+                w = frame.filter(pl.col("tag").is_in(self._window_tags))
             if w.height:
                 self._window.append(w)
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
+import operator
 import re
 import string
 import tomllib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -38,6 +39,7 @@ from rules.kpi import (
     SMALL_ENGINE,
     VOCABULARY,
     AssetModel,
+    DenseStats,
     compute_kpis,
     empty_kpi_rows,
     kpi_column,
@@ -399,6 +401,8 @@ class RuleEngine:
         self.model = AssetModel.from_config(cfg)
         self.rules = load_rules(cfg) if rules is None else [r for r in rules if r.enabled]
         self.tracker = AlertTracker(self.site)
+        #: the window's ``tag`` type: dictionary codes that are the model's dense tag index
+        self._tag_enum = self.model.tag_enum
         self._stale_us = int(cfg.agent.stale_after_secs * US)
         self._lateness_us = int(C.ALLOWED_LATENESS_SECS * US)
         self._disorder_us = int(C.MAX_DISORDER_SECS * US)
@@ -451,6 +455,17 @@ class RuleEngine:
             {kpi_column(s.name) for specs in self.model.kpis_by_asset.values() for s in specs}
         )
         self._grade_cache: dict[str, AssetGrades] = {}
+        col_index = {c: i for i, c in enumerate(self._latest_cols)}
+        self._latest_pickers: list[
+            tuple[str, int, tuple[str, ...], Callable[[tuple[Any, ...]], tuple[Any, ...]], tuple[str, ...]]
+        ] = []
+        for row, asset in enumerate(self._asset_ids):
+            specs = self.model.kpis_by_asset.get(asset, ())
+            if specs:
+                idx = [col_index[kpi_column(s.name)] for s in specs]
+                self._latest_pickers.append(
+                    (asset, row, tuple(s.name for s in specs), _picker(idx), tuple(s.unit for s in specs))
+                )
         self._rolling: dict[int, _Rolling] = {
             w: _Rolling(w) for w in self._groups if w is not None and w > C.RAW_WINDOW_MAX_SECS
         }
@@ -498,6 +513,7 @@ class RuleEngine:
         arrives more than ``ALLOWED_LATENESS_SECS`` after its timestamp misses the KPI windows.
         """
         now_us = to_us(now)
+        window = self.normalise(window)
         ts = window.get_column("ts")
         self._ingest(window, ts, now_us - self._lateness_us, now_us)
         kpi_rows = self._close_windows()
@@ -509,6 +525,22 @@ class RuleEngine:
         if kpi_rows.height or not self._grade_cache:  # grades move at most once a minute
             self._grade_cache = self._grades(latest)
         return TickResult(kpi_rows=kpi_rows, latest=latest, events=events, grades=dict(self._grade_cache))
+
+    @property
+    def tag_dtype(self) -> pl.Enum:
+        """The ``tag`` type a window should have: handing it saves a cast per tick (the agent does)."""
+        return self._tag_enum
+
+    def normalise(self, window: pl.DataFrame) -> pl.DataFrame:
+        """``window`` with ``tag`` as :attr:`tag_dtype`; rows of tags no role uses are dropped.
+
+        Grouping by dictionary codes is cheaper than by strings, and the codes index the dense
+        per-tag arrays directly (no join).
+        """
+        if window.schema["tag"] == self._tag_enum:
+            return window
+        tag = pl.col("tag").cast(pl.String).cast(self._tag_enum, strict=False)
+        return window.with_columns(tag).filter(pl.col("tag").is_not_null())
 
     def _slice_from(self, window: pl.DataFrame, ts: pl.Series, start_us: int) -> pl.DataFrame:
         """Rows from the first one at or after ``start_us`` minus the disorder allowance (binary search)."""
@@ -576,7 +608,7 @@ class RuleEngine:
         stats_lf = (
             pl.concat([p.select(_STATS_COLUMNS) for p in parts], how="vertical")
             if parts
-            else pl.LazyFrame(schema=_STATS_SCHEMA)
+            else pl.LazyFrame(schema={**_STATS_SCHEMA, "tag": self._tag_enum})
         )
         frame = self.model.evaluate(stats_lf, range(len(closing)))
         frame = frame.with_columns(
@@ -647,7 +679,7 @@ class RuleEngine:
                 .filter(pl.col("n_total") > 0)
                 .collect(engine=SMALL_ENGINE)
                 if parts
-                else _empty_stats()
+                else _empty_stats(self._tag_enum)
             )
 
     def _prune(self) -> None:
@@ -676,7 +708,7 @@ class RuleEngine:
         for i, gw in enumerate(sorted(k for k in self._groups if k is not None), start=1):
             labels[gw] = i
         parts: list[pl.LazyFrame] = []
-        raw_labels: list[int] = []
+        raw: dict[int, DenseStats] = {}
         longest_raw = max([C.CURRENT_WINDOW_SECS, *(w for w in labels if w and w <= C.RAW_WINDOW_MAX_SECS)])
         tail = self._slice_from(window, ts, now_us - longest_raw * US)
         open_minute = wm // MINUTE_US * MINUTE_US
@@ -686,11 +718,10 @@ class RuleEngine:
             if secs <= C.RAW_WINDOW_MAX_SECS:
                 lo = now_us - secs * US
                 rows = tail.filter((pl.col("ts") >= _from_us(lo)) & (pl.col("ts") < _from_us(now_us)))
-                parts.append(tag_stats(rows, secs, label=label))
-                raw_labels.append(label)
+                raw[label] = self.model.window_stats(rows, label)
                 continue
             r = self._rolling[secs]
-            pieces = [_counts_only(r.closed if r.closed is not None else _empty_stats())]
+            pieces = [_counts_only(r.closed if r.closed is not None else _empty_stats(self._tag_enum))]
             pieces += [self._ledger[m] for m in (open_minute,) if m in self._ledger]
             pieces += [_last_good_only(self._ledger[m]) for m in recent if m != open_minute]
             parts.append(
@@ -699,9 +730,20 @@ class RuleEngine:
                 )
             )
         order = sorted(labels.values())
-        stale = [(now_us if label in raw_labels else wm) - self._stale_us for label in order]
-        stats = pl.concat([p.select(_STATS_COLUMNS) for p in parts], how="vertical")
-        frame = self.model.evaluate(stats, order, stale_before_us=stale)
+        stale = [(now_us if label in raw else wm) - self._stale_us for label in order]
+        rolled = [label for label in order if label not in raw]
+        dense = DenseStats.stack(
+            [
+                *raw.values(),
+                self.model.dense_stats(
+                    pl.concat([p.select(_STATS_COLUMNS) for p in parts], how="vertical"), rolled
+                )
+                if parts
+                else None,
+            ],
+            order,
+        )
+        frame = self.model.evaluate(dense, stale_before_us=stale)
         if self._external:
             frame = frame.with_columns(
                 pl.col("asset").replace_strict(vals, default=None, return_dtype=pl.Float64).alias(name)
@@ -711,15 +753,17 @@ class RuleEngine:
 
     # -------------------------------------------------------------- outputs
     def _latest(self, current: pl.DataFrame) -> dict[str, dict[str, tuple[float | None, str]]]:
-        data = current.select("asset", *self._latest_cols).to_dict(as_series=False)
-        index = {a: i for i, a in enumerate(data["asset"])}
+        """asset -> KPI -> (value, unit) of the current minute, built with C-level zips.
+
+        At 10k tags this is ~18k tuples per tick: the per-asset pickers are prepared once, so the
+        tick spends ~2 ms here instead of ~8 (and makes fewer objects for the garbage collector).
+        """
+        rows = current.select(self._latest_cols).rows()
         out: dict[str, dict[str, tuple[float | None, str]]] = {}
-        for asset, specs in self.model.kpis_by_asset.items():
-            i = index.get(asset)
-            if i is None or not specs:
-                continue
-            # values are finite or None by construction (rules.kpi guards every KPI)
-            out[asset] = {s.name: (data[kpi_column(s.name)][i], s.unit) for s in specs}
+        # values are finite or None by construction (rules.kpi guards every KPI); rows are in
+        # asset (config) order
+        for asset, row, names, pick, units in self._latest_pickers:
+            out[asset] = dict(zip(names, zip(pick(rows[row]), units, strict=True), strict=True))
         for name, vals in self._external.items():
             unit = "%" if name.endswith("_pct") else ""
             for asset, v in vals.items():
@@ -897,8 +941,8 @@ class _Rolling:
     upto: int = 0
 
 
-def _empty_stats() -> pl.DataFrame:
-    return pl.DataFrame(schema={k: v for k, v in _STATS_SCHEMA.items() if k != "window"})
+def _empty_stats(tag_dtype: pl.DataType) -> pl.DataFrame:
+    return pl.DataFrame(schema={k: (tag_dtype if k == "tag" else v) for k, v in _STATS_SCHEMA.items() if k != "window"})
 
 
 def _counts_only(stats: pl.DataFrame) -> pl.DataFrame:
@@ -931,6 +975,14 @@ _GRADE_KPIS = (
     "clinker_power_kwh_per_t",
     "specific_power_kwh_per_t",
 )
+
+
+def _picker(idx: Sequence[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """``itemgetter`` that always returns a tuple (it returns a bare item for one index)."""
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda row: (row[i],)
+    return operator.itemgetter(*idx)
 
 
 def _finite(v: object) -> float | None:

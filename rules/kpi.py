@@ -615,6 +615,21 @@ class DenseStats:
 
         return DenseStats(self.windows, roll(self.sum), roll(self.n_good), roll(self.n_total), self.last_good)
 
+    @staticmethod
+    def stack(parts: Sequence[DenseStats | None], order: Sequence[int]) -> DenseStats:
+        """One DenseStats of several, rows sorted by window (the labels in ``order``)."""
+        got = [p for p in parts if p is not None]
+        windows = np.concatenate([p.windows for p in got])
+        idx = np.argsort(windows, kind="stable")
+        assert windows[idx].tolist() == list(order), "each label exactly once"
+        return DenseStats(
+            windows[idx],
+            np.vstack([p.sum for p in got])[idx],
+            np.vstack([p.n_good for p in got])[idx],
+            np.vstack([p.n_total for p in got])[idx],
+            np.vstack([p.last_good for p in got])[idx],
+        )
+
     def coarsen(self, window_secs: int) -> DenseStats:
         """Statistics of the UTC-aligned ``window_secs`` windows these (finer, sorted) windows fall in.
 
@@ -887,6 +902,29 @@ class AssetModel:
         return model
 
     # -------------------------------------------------------------- evaluation
+    def window_stats(self, rows: pl.DataFrame, label: int) -> DenseStats:
+        """Statistics of all ``rows`` as one window labelled ``label`` (a tick's raw windows).
+
+        With the tag as :attr:`tag_enum` the codes are the dense index: three ``bincount`` and one
+        ``maximum.at`` over a minute of 10k tags (600k rows) take ~6 ms where a group-by takes ~13.
+        """
+        if rows.schema["tag"] != self._tag_enum:
+            return self.dense_stats(tag_stats(rows, 60, label=label), [label])
+        n_t = len(self._tag_list)
+        c = rows.get_column("tag").to_physical().to_numpy().astype(np.intp)  # bincount wants intp
+        good = rows.select(good_sample()).to_series().to_numpy()
+        gv = np.where(good, rows.get_column("value").to_numpy(), 0.0)
+        t = np.where(good, rows.get_column("ts").dt.epoch("us").to_numpy(), np.iinfo(np.int64).min)
+        last = np.full(n_t, np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(last, c, t)
+        return DenseStats(
+            windows=np.asarray([label], dtype=np.int64),
+            sum=np.asarray(np.bincount(c, gv, n_t), dtype=np.float64)[None, :],
+            n_good=np.asarray(np.bincount(c, good, n_t), dtype=np.float64)[None, :],
+            n_total=np.asarray(np.bincount(c, None, n_t), dtype=np.float64)[None, :],
+            last_good=last[None, :],
+        )
+
     def dense_minutes(self, samples: pl.DataFrame) -> DenseStats | None:
         """1-min statistics of a big sample frame with an Enum ``tag`` column, straight into arrays.
 
