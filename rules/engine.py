@@ -36,14 +36,12 @@ from rules.grades import AssetGrades, grade
 from rules.kpi import (
     EXTERNAL,
     KPI_ROW_SCHEMA,
-    SMALL_ENGINE,
     VOCABULARY,
     AssetModel,
     DenseStats,
     compute_kpis,
     empty_kpi_rows,
     kpi_column,
-    merge_stats,
     tag_stats,
     to_us,
     vocabulary_for,
@@ -406,8 +404,11 @@ class RuleEngine:
         self._stale_us = int(cfg.agent.stale_after_secs * US)
         self._lateness_us = int(C.ALLOWED_LATENESS_SECS * US)
         self._disorder_us = int(C.MAX_DISORDER_SECS * US)
-        self._ledger: dict[int, pl.DataFrame] = {}
-        self._acc: dict[int, dict[int, pl.DataFrame]] = {}
+        #: minute start -> that minute's statistics per role tag (one-row dense arrays)
+        self._ledger: dict[int, DenseStats] = {}
+        #: window size -> window start -> running statistics of its closed minutes
+        self._acc: dict[int, dict[int, DenseStats]] = {}
+        self._n_tags = len(self._tag_enum.categories)
         self._watermark: int | None = None
         self._next_start: dict[int, int] = {}
         self._open: dict[tuple[str, str], AlertEvent] = {}
@@ -572,14 +573,11 @@ class RuleEngine:
         self._watermark = wm_new
         if slab.height == 0:
             return
-        # a first tick may be handed an hour of history: big slabs go to the streaming engine
-        stats = tag_stats(slab, 60).collect(engine=SMALL_ENGINE if slab.height < 2_000_000 else "auto")
-        for (minute,), part in stats.partition_by("window", as_dict=True, include_key=False).items():
-            m = int(cast(int, minute))
+        minutes = self.model.binned_stats(slab, 60)
+        for i, m in enumerate(minutes.windows.tolist()):
             prev = self._ledger.get(m)
-            if prev is not None:
-                part = merge_stats(pl.concat([prev, part]).lazy(), keys=("tag",)).collect(engine=SMALL_ENGINE)
-            self._ledger[m] = part.select("tag", "sum", "n_good", "n_total", "last_good")
+            part = minutes.row(i)
+            self._ledger[m] = part if prev is None else prev.merged(part)
 
     def _close_windows(self) -> pl.DataFrame:
         """KPI rows of every 1-min, 15-min and hourly window that closed since the previous tick.
@@ -603,14 +601,8 @@ class RuleEngine:
         parts = []
         for label, (w, s) in enumerate(closing):
             stats = self._ledger.get(s) if w == 60 else self._acc[w].pop(s, None)
-            if stats is not None:
-                parts.append(stats.lazy().with_columns(pl.lit(label, dtype=pl.Int64).alias("window")))
-        stats_lf = (
-            pl.concat([p.select(_STATS_COLUMNS) for p in parts], how="vertical")
-            if parts
-            else pl.LazyFrame(schema={**_STATS_SCHEMA, "tag": self._tag_enum})
-        )
-        frame = self.model.evaluate(stats_lf, range(len(closing)))
+            parts.append((stats or DenseStats.zeros(self._n_tags)).labelled(label))
+        frame = self.model.evaluate(DenseStats.stack(parts, range(len(closing))))
         frame = frame.with_columns(
             pl.col("window").alias("_label"),
             pl.col("window")
@@ -634,15 +626,12 @@ class RuleEngine:
             if w == 60:
                 continue
             wus = w * US
-            by_start: dict[int, list[pl.DataFrame]] = {}
+            acc = self._acc.setdefault(w, {})
             for m in minutes:
                 if m in self._ledger:
-                    by_start.setdefault(m // wus * wus, []).append(self._ledger[m])
-            acc = self._acc.setdefault(w, {})
-            for start, frames in by_start.items():
-                prev = acc.get(start)
-                merged = pl.concat([*([prev] if prev is not None else []), *frames], how="vertical")
-                acc[start] = merge_stats(merged.lazy(), keys=("tag",)).collect(engine=SMALL_ENGINE)
+                    start = m // wus * wus
+                    prev = acc.get(start)
+                    acc[start] = self._ledger[m] if prev is None else prev.merged(self._ledger[m])
 
     def _update_rolling(self) -> None:
         """Keep each long rule window's sum over its closed minutes: add new minutes, drop old ones.
@@ -662,25 +651,21 @@ class RuleEngine:
                 or open_minute // 3_600_000_000 != r.upto // 3_600_000_000
                 or any(m not in self._ledger for m in drop)
             )
+            closed = DenseStats.zeros(self._n_tags)
             if rebuild:
                 r.minutes = deque(m for m in sorted(self._ledger) if start <= m < open_minute)
-                parts = [self._ledger[m] for m in r.minutes]
+                for m in r.minutes:
+                    closed = closed.merged(self._ledger[m])
             else:
                 add = [m for m in sorted(self._ledger) if max(r.upto, start) <= m < open_minute]
                 r.minutes = deque([*(m for m in r.minutes if m >= start), *add])
-                parts = [
-                    r.closed,  # type: ignore[list-item]
-                    *(self._ledger[m] for m in add),
-                    *(_negated(self._ledger[m]) for m in drop),
-                ]
+                closed = cast(DenseStats, r.closed)
+                for m in add:
+                    closed = closed.merged(self._ledger[m])
+                for m in drop:
+                    closed = closed.counts_minus(self._ledger[m])
             r.upto = open_minute
-            r.closed = (
-                merge_stats(pl.concat([_counts_only(p) for p in parts]).lazy(), keys=("tag",))
-                .filter(pl.col("n_total") > 0)
-                .collect(engine=SMALL_ENGINE)
-                if parts
-                else _empty_stats(self._tag_enum)
-            )
+            r.closed = closed.counts_only()  # staleness comes from the recent minutes at evaluation
 
     def _prune(self) -> None:
         wm = self._watermark
@@ -707,8 +692,8 @@ class RuleEngine:
         labels: dict[int | None, int] = {None: 0}
         for i, gw in enumerate(sorted(k for k in self._groups if k is not None), start=1):
             labels[gw] = i
-        parts: list[pl.LazyFrame] = []
         raw: dict[int, DenseStats] = {}
+        rolled: dict[int, DenseStats] = {}
         longest_raw = max([C.CURRENT_WINDOW_SECS, *(w for w in labels if w and w <= C.RAW_WINDOW_MAX_SECS)])
         tail = self._slice_from(window, ts, now_us - longest_raw * US)
         open_minute = wm // MINUTE_US * MINUTE_US
@@ -721,28 +706,16 @@ class RuleEngine:
                 raw[label] = self.model.window_stats(rows, label)
                 continue
             r = self._rolling[secs]
-            pieces = [_counts_only(r.closed if r.closed is not None else _empty_stats(self._tag_enum))]
-            pieces += [self._ledger[m] for m in (open_minute,) if m in self._ledger]
-            pieces += [_last_good_only(self._ledger[m]) for m in recent if m != open_minute]
-            parts.append(
-                merge_stats(pl.concat(pieces).lazy(), keys=("tag",)).with_columns(
-                    pl.lit(label, dtype=pl.Int64).alias("window")
-                )
-            )
+            st = r.closed if r.closed is not None else DenseStats.zeros(self._n_tags)
+            if open_minute in self._ledger:
+                st = st.merged(self._ledger[open_minute])
+            for m in recent:
+                if m != open_minute:
+                    st = st.with_last_good(self._ledger[m])
+            rolled[label] = st.labelled(label)
         order = sorted(labels.values())
         stale = [(now_us if label in raw else wm) - self._stale_us for label in order]
-        rolled = [label for label in order if label not in raw]
-        dense = DenseStats.stack(
-            [
-                *raw.values(),
-                self.model.dense_stats(
-                    pl.concat([p.select(_STATS_COLUMNS) for p in parts], how="vertical"), rolled
-                )
-                if parts
-                else None,
-            ],
-            order,
-        )
+        dense = DenseStats.stack([*raw.values(), *rolled.values()], order)
         frame = self.model.evaluate(dense, stale_before_us=stale)
         if self._external:
             frame = frame.with_columns(
@@ -920,53 +893,14 @@ class RuleEngine:
         return ev
 
 
-_STATS_SCHEMA: dict[str, pl.DataType] = {
-    "window": pl.Int64(),
-    "tag": pl.String(),
-    "sum": pl.Float64(),
-    "n_good": pl.Int64(),
-    "n_total": pl.Int64(),
-    "last_good": pl.Int64(),
-}
-_STATS_COLUMNS = ("window", "tag", "sum", "n_good", "n_total", "last_good")
-
-
 @dataclass
 class _Rolling:
     """Running statistics of a long rule window over its closed minutes (see ``_update_rolling``)."""
 
     secs: int
-    closed: pl.DataFrame | None = None
+    closed: DenseStats | None = None
     minutes: deque[int] = field(default_factory=deque)
     upto: int = 0
-
-
-def _empty_stats(tag_dtype: pl.DataType) -> pl.DataFrame:
-    return pl.DataFrame(schema={k: (tag_dtype if k == "tag" else v) for k, v in _STATS_SCHEMA.items() if k != "window"})
-
-
-def _counts_only(stats: pl.DataFrame) -> pl.DataFrame:
-    return stats.select("tag", "sum", "n_good", "n_total", pl.lit(None, dtype=pl.Int64).alias("last_good"))
-
-
-def _negated(stats: pl.DataFrame) -> pl.DataFrame:
-    return stats.select(
-        "tag",
-        -pl.col("sum"),
-        -pl.col("n_good"),
-        -pl.col("n_total"),
-        pl.lit(None, dtype=pl.Int64).alias("last_good"),
-    )
-
-
-def _last_good_only(stats: pl.DataFrame) -> pl.DataFrame:
-    return stats.select(
-        "tag",
-        pl.lit(0.0).alias("sum"),
-        pl.lit(0, dtype=pl.Int64).alias("n_good"),
-        pl.lit(0, dtype=pl.Int64).alias("n_total"),
-        "last_good",
-    )
 
 
 _GRADE_KPIS = (

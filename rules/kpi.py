@@ -268,6 +268,8 @@ STATS_SCHEMA: dict[str, pl.DataType] = {
 
 
 _MINUTE_US = 60_000_000
+#: "no good sample" in ``last_good`` arrays
+_NO_TIME: Final = int(np.iinfo(np.int64).min)
 
 
 def good_sample() -> pl.Expr:
@@ -605,6 +607,63 @@ class DenseStats:
     n_total: npt.NDArray[np.float64]
     last_good: npt.NDArray[np.int64]
 
+    @staticmethod
+    def zeros(n_tags: int, window: int = 0) -> DenseStats:
+        """One window with no samples."""
+        return DenseStats(
+            np.asarray([window], dtype=np.int64),
+            np.zeros((1, n_tags)),
+            np.zeros((1, n_tags)),
+            np.zeros((1, n_tags)),
+            np.full((1, n_tags), _NO_TIME, dtype=np.int64),
+        )
+
+    def row(self, i: int) -> DenseStats:
+        """Window ``i`` alone (a view)."""
+        return DenseStats(
+            self.windows[i : i + 1],
+            self.sum[i : i + 1],
+            self.n_good[i : i + 1],
+            self.n_total[i : i + 1],
+            self.last_good[i : i + 1],
+        )
+
+    def merged(self, other: DenseStats) -> DenseStats:
+        """Both windows' samples together: sums and counts add, the last good sample is the later."""
+        return DenseStats(
+            self.windows,
+            self.sum + other.sum,
+            self.n_good + other.n_good,
+            self.n_total + other.n_total,
+            np.maximum(self.last_good, other.last_good),
+        )
+
+    def counts_minus(self, other: DenseStats) -> DenseStats:
+        """Sums and counts without ``other``'s (a minute leaving a rolling window); no last good."""
+        return DenseStats(
+            self.windows,
+            self.sum - other.sum,
+            self.n_good - other.n_good,
+            self.n_total - other.n_total,
+            np.full_like(self.last_good, _NO_TIME),
+        )
+
+    def counts_only(self) -> DenseStats:
+        return DenseStats(
+            self.windows, self.sum, self.n_good, self.n_total, np.full_like(self.last_good, _NO_TIME)
+        )
+
+    def with_last_good(self, other: DenseStats) -> DenseStats:
+        """These sums with the later of both last good samples (staleness of a rolling window)."""
+        return DenseStats(
+            self.windows, self.sum, self.n_good, self.n_total, np.maximum(self.last_good, other.last_good)
+        )
+
+    def labelled(self, label: int) -> DenseStats:
+        return DenseStats(
+            np.asarray([label], dtype=np.int64), self.sum, self.n_good, self.n_total, self.last_good
+        )
+
     def rolling(self, n: int) -> DenseStats:
         """Sums over the last ``n`` windows ending with each one (cumulative-sum differences)."""
 
@@ -903,26 +962,59 @@ class AssetModel:
 
     # -------------------------------------------------------------- evaluation
     def window_stats(self, rows: pl.DataFrame, label: int) -> DenseStats:
-        """Statistics of all ``rows`` as one window labelled ``label`` (a tick's raw windows).
+        """Statistics of all ``rows`` as one window labelled ``label`` (a tick's raw windows)."""
+        return self.binned_stats(rows, None).labelled(label)
 
-        With the tag as :attr:`tag_enum` the codes are the dense index: three ``bincount`` and one
-        ``maximum.at`` over a minute of 10k tags (600k rows) take ~6 ms where a group-by takes ~13.
+    def binned_stats(self, rows: pl.DataFrame, window_secs: int | None = 60) -> DenseStats:
+        """Per UTC-aligned ``window_secs`` window (None: all rows in one) of ``rows``: dense statistics.
+
+        ``rows`` has ``tag`` as :attr:`tag_enum`, whose codes are the dense index: the key (window,
+        code) is counted with three ``bincount`` and one ``maximum.at`` - over a minute of 10k tags
+        (600k rows) ~6 ms where a group-by takes ~13. Windows without rows are left out.
         """
-        if rows.schema["tag"] != self._tag_enum:
-            return self.dense_stats(tag_stats(rows, 60, label=label), [label])
         n_t = len(self._tag_list)
+        if rows.schema["tag"] != self._tag_enum:
+            rows = rows.with_columns(pl.col("tag").cast(pl.String).cast(self._tag_enum, strict=False)).filter(
+                pl.col("tag").is_not_null()
+            )
+        if rows.height == 0 and window_secs is None:
+            return DenseStats.zeros(n_t)
+        if rows.height == 0:
+            return DenseStats(
+                np.empty(0, dtype=np.int64),
+                np.empty((0, n_t)),
+                np.empty((0, n_t)),
+                np.empty((0, n_t)),
+                np.empty((0, n_t), dtype=np.int64),
+            )
         c = rows.get_column("tag").to_physical().to_numpy().astype(np.intp)  # bincount wants intp
+        ts = rows.get_column("ts").dt.epoch("us").to_numpy()
+        if window_secs is None:
+            wins, key, n_w = np.zeros(1, dtype=np.int64), c, 1
+        else:
+            wus = window_secs * 1_000_000
+            wi = ts // wus
+            lo = int(wi.min())
+            n_w = int(wi.max()) - lo + 1
+            key = (wi - lo) * n_t + c
+            wins = (lo + np.arange(n_w, dtype=np.int64)) * wus
         good = rows.select(good_sample()).to_series().to_numpy()
         gv = np.where(good, rows.get_column("value").to_numpy(), 0.0)
-        t = np.where(good, rows.get_column("ts").dt.epoch("us").to_numpy(), np.iinfo(np.int64).min)
-        last = np.full(n_t, np.iinfo(np.int64).min, dtype=np.int64)
-        np.maximum.at(last, c, t)
+        last = np.full(n_w * n_t, _NO_TIME, dtype=np.int64)
+        np.maximum.at(last, key, np.where(good, ts, _NO_TIME))
+        shape = (n_w, n_t)
+        d = DenseStats(
+            windows=wins,
+            sum=np.asarray(np.bincount(key, gv, n_w * n_t), dtype=np.float64).reshape(shape),
+            n_good=np.asarray(np.bincount(key, good, n_w * n_t), dtype=np.float64).reshape(shape),
+            n_total=np.asarray(np.bincount(key, None, n_w * n_t), dtype=np.float64).reshape(shape),
+            last_good=last.reshape(shape),
+        )
+        if n_w == 1:
+            return d
+        seen = np.flatnonzero(d.n_total.sum(axis=1) > 0)
         return DenseStats(
-            windows=np.asarray([label], dtype=np.int64),
-            sum=np.asarray(np.bincount(c, gv, n_t), dtype=np.float64)[None, :],
-            n_good=np.asarray(np.bincount(c, good, n_t), dtype=np.float64)[None, :],
-            n_total=np.asarray(np.bincount(c, None, n_t), dtype=np.float64)[None, :],
-            last_good=last[None, :],
+            d.windows[seen], d.sum[seen], d.n_good[seen], d.n_total[seen], d.last_good[seen]
         )
 
     def dense_minutes(self, samples: pl.DataFrame) -> DenseStats | None:
