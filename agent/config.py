@@ -124,6 +124,8 @@ class MqttSection(_Strict):
     kpi_heartbeat_secs: float = Field(default=60, gt=0)
     reconnect_min_secs: float = Field(default=1, gt=0)
     reconnect_max_secs: float = Field(default=60, gt=0)
+    #: Delivered outbox rows older than this are pruned; undelivered rows are never pruned.
+    outbox_retention_days: float = Field(default=7.0, gt=0)
 
     @field_validator("url")
     @classmethod

@@ -145,7 +145,12 @@ class Agent:
         if self.cfg.mqtt is not None:
             from agent.mqtt import MqttLink
 
-            self.mqtt = MqttLink(self.cfg.mqtt, site=self.site, con=self.con)
+            self.mqtt = MqttLink(
+                self.cfg.mqtt,
+                site=self.site,
+                con=self.con,
+                outbox_retention_days=self.cfg.mqtt.outbox_retention_days,
+            )
         try:
             async with asyncio.TaskGroup() as tg:
                 for c in self.connectors:

@@ -86,6 +86,13 @@ def test_valid_config_loads_with_contract_defaults(tmp_path: Path) -> None:
     assert cfg.assets[0].co2_kg_per_gj == 94.6  # DOMAIN §4: IPCC bituminous coal default
 
 
+def test_outbox_retention_is_a_positive_number_of_days(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, VALID))
+    assert cfg.mqtt is not None and cfg.mqtt.outbox_retention_days == 7.0
+    text = VALID.replace('url = "mqtts://broker.example:8883"', 'url = "mqtts://broker.example:8883"\noutbox_retention_days = 0')
+    assert _problems(tmp_path, text) == ["mqtt.outbox_retention_days: Input should be greater than 0"]
+
+
 def test_bad_data_type_names_the_key_path(tmp_path: Path) -> None:
     text = VALID.replace("register = 2", 'register = 2\n  data_type = "float16"')
     assert _problems(tmp_path, text) == [
