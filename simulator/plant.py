@@ -972,6 +972,11 @@ class PlantModel:
         """False while ``plc_dropout`` is on: the runner closes the servers."""
         return not self.sev.active("plc_dropout", self.t)
 
+    @property
+    def plc_responsive(self) -> bool:
+        """False while ``plc_hang`` is on: the runner swaps the servers for silent listeners."""
+        return not self.sev.active("plc_hang", self.t)
+
     def sample_frame(self, ts: datetime | None = None) -> pl.DataFrame:
         """The current reading as a sample frame (connectors.base.SAMPLE_SCHEMA), for backfill/tests.
 

@@ -10,7 +10,8 @@ Used by ``kilnwatch simulate``, the demo, and every wire test::
 A tick task steps the model by ``tick_secs * speed`` simulated seconds every ``tick_secs`` of wall
 time on a drift-free schedule (missed ticks are skipped, never bunched) and pushes the reading to
 both servers; ``speed=0`` pauses the clock so only :meth:`advance` moves it. ``plc_dropout`` closes
-both servers while it is active. Values on the wire carry wall-clock timestamps.
+both servers while it is active; ``plc_hang`` replaces them with listeners that accept connections
+and never answer. Values on the wire carry wall-clock timestamps.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from simulator.config_gen import agent_config_toml
 from simulator.modbus_server import ModbusPlc
@@ -33,6 +34,46 @@ from simulator.plant import DEFAULT_START, PlantModel
 from simulator.scenarios import describe
 
 log = logging.getLogger(__name__)
+
+#: What a client finds on the PLC ports: the servers, nothing (refused), or a hung listener.
+LinkState = Literal["up", "down", "hung"]
+
+
+class SilentListener:
+    """Accepts TCP connections on a port and reads whatever arrives, but never answers.
+
+    A PLC whose communication processor has hung: the TCP handshake succeeds (the network stack
+    still works), requests go unanswered, so a client sees timeouts rather than refusals.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._swallow, self.host, self.port, reuse_address=True)
+
+    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while await reader.read(4096):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for w in list(self._writers):
+            w.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 5.0)
 
 
 class SimulatedPlant:
@@ -77,7 +118,9 @@ class SimulatedPlant:
         self._opcua: OpcuaPlc | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._dropped = False  # servers closed by the plc_dropout scenario (not by the user)
+        #: set by the plc_dropout / plc_hang scenarios (not by the user)
+        self._link: LinkState = "up"
+        self._silent: list[SilentListener] = []
         self._user_stopped = False
 
     # --- public surface ----------------------------------------------------------------------
@@ -143,8 +186,8 @@ class SimulatedPlant:
                 dt = min(step_secs, remaining)
                 self.plant.step(dt)
                 remaining -= dt
-                if self.plant.plc_reachable == self._dropped:
-                    await self._apply_dropout()
+                if self._wanted_link() != self._link:
+                    await self._apply_link()
             await self._push()
 
     async def stop_servers(self) -> None:
@@ -152,12 +195,21 @@ class SimulatedPlant:
         async with self._lock:
             self._user_stopped = True
             await self._stop()
+            for listener in self._silent:
+                await listener.stop()
 
     async def start_servers(self) -> None:
-        """Start both servers again on the same ports with current values — part 2."""
+        """Start both servers again on the same ports with current values — part 2.
+
+        While a plc_dropout or plc_hang is on, the ports come back in that state instead.
+        """
         async with self._lock:
             self._user_stopped = False
-            await self._start()
+            if self._link == "up":
+                await self._start()
+            elif self._link == "hung":
+                for listener in self._silent:
+                    await listener.start()
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> SimulatedPlant:
@@ -194,6 +246,8 @@ class SimulatedPlant:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._stop()
+        for listener in self._silent:
+            await listener.stop()
         self._cleanup()
 
     def _cleanup(self) -> None:
@@ -211,17 +265,30 @@ class SimulatedPlant:
             if server is not None:
                 await server.stop()
 
-    async def _apply_dropout(self) -> None:
-        """Follow the plc_dropout scenario: close servers while it is on, reopen afterwards."""
-        if not self.plant.plc_reachable and not self._dropped:
-            self._dropped = True
-            log.info("plc_dropout: servers going offline at t=%.0fs", self.plant.t)
+    def _wanted_link(self) -> LinkState:
+        if not self.plant.plc_reachable:
+            return "down"
+        return "up" if self.plant.plc_responsive else "hung"
+
+    async def _apply_link(self) -> None:
+        """Follow plc_dropout / plc_hang: servers, nothing, or silent listeners on the same ports."""
+        wanted = self._wanted_link()
+        log.info("PLC link %s -> %s at t=%.0fs", self._link, wanted, self.plant.t)
+        if self._link == "up" and not self._user_stopped:
             await self._stop()
-        elif self.plant.plc_reachable and self._dropped:
-            self._dropped = False
-            if not self._user_stopped:
-                log.info("plc_dropout over: servers back at t=%.0fs", self.plant.t)
-                await self._start()
+        for listener in self._silent:
+            await listener.stop()
+        self._silent = []
+        self._link = wanted
+        if self._user_stopped:
+            return
+        if wanted == "up":
+            await self._start()
+        elif wanted == "hung":
+            ports = [srv.port for srv in (self._modbus, self._opcua) if srv is not None and srv.port]
+            self._silent = [SilentListener(self.host, port) for port in ports]
+            for listener in self._silent:
+                await listener.start()
 
     async def _push(self) -> None:
         values = self.plant.vector()
@@ -243,6 +310,6 @@ class SimulatedPlant:
             async with self._lock:
                 if self.speed > 0:
                     self.plant.step(self.tick_secs * self.speed)
-                    if self.plant.plc_reachable == self._dropped:
-                        await self._apply_dropout()
+                    if self._wanted_link() != self._link:
+                        await self._apply_link()
                 await self._push()

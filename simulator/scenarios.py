@@ -91,6 +91,15 @@ CATALOGUE: dict[str, ScenarioInfo] = {
             "subscriptions must be re-created. The plant keeps running meanwhile.",
         ),
         ScenarioInfo(
+            "plc_hang",
+            60.0,
+            "The PLCs' communication processors hang: TCP connections are accepted but no Modbus "
+            "request or OPC UA message is ever answered, for the duration (default 60 s). Open "
+            "connections are reset when the hang starts.",
+            "Agent requests time out (comm_error after timeout_ms, not an immediate refusal), "
+            "reconnects connect and hang again; afterwards reads recover on the same ports.",
+        ),
+        ScenarioInfo(
             "kiln_stop",
             7200.0,
             "Kiln feed and fuel stop, the kiln cools down, then heats up on the main burner and "

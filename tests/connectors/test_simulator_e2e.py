@@ -126,3 +126,40 @@ async def test_simulated_power_cycle_is_a_comm_error_gap_then_recovery(sim: Simu
     for name, seq in history.items():
         assert seq[0] == "good" and "comm_error" in seq and seq[-1] == "good", (name, seq)
         assert "mixed" not in seq, (name, seq)
+
+
+@pytest.mark.asyncio
+async def test_hung_plc_is_a_comm_error_gap_then_recovery_for_both_protocols() -> None:
+    """``plc_hang``: connections are accepted but never answered, so every request and every
+    reconnect must end in the configured timeout (500 ms) instead of waiting forever."""
+    async with SimulatedPlant(speed=0, seed=3, scenario="plc_hang@10s+60s") as sim:
+        cfg = config(sim, opcua_mode="subscribe")
+        history: dict[str, list[str]] = {s.name: [] for s in cfg.sources}
+        done = asyncio.Event()
+
+        async def consume(src: ModbusSource | OpcuaSource) -> None:
+            conn = make_connector(src)
+            async with contextlib.aclosing(conn.stream()) as stream:  # type: ignore[type-var]
+                async for frame in stream:
+                    qs = set(frame["quality"])
+                    history[src.name].append(
+                        "comm_error" if qs == {"comm_error"} else "good" if qs == {"good"} else "mixed"
+                    )
+                    if all("comm_error" in seq and seq[-1] == "good" for seq in history.values()):
+                        done.set()
+
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(consume(s)) for s in cfg.sources]
+            await asyncio.sleep(0.8)
+            await sim.advance(20.0)  # into the hang
+            assert not sim.servers_running
+            await asyncio.sleep(2.5)  # several timeouts and reconnect attempts against silence
+            assert all(seq[-1] == "comm_error" for seq in history.values()), history
+            await sim.advance(60.0)  # the PLCs answer again
+            async with asyncio.timeout(15):
+                await done.wait()
+            for task in tasks:
+                task.cancel()
+    for name, seq in history.items():
+        assert seq[0] == "good" and "comm_error" in seq and seq[-1] == "good", (name, seq)
+        assert "mixed" not in seq, (name, seq)

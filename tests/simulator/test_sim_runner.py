@@ -8,6 +8,7 @@ import tomllib
 import pytest
 from asyncua.client.client import Client
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
 from sim_support import read_all_modbus
 
 from agent.config import ModbusSource, OpcuaSource, parse_config
@@ -41,6 +42,34 @@ async def test_plc_dropout_refuses_connections_then_recovers_on_the_same_ports()
         assert not sim.servers_running
         assert not await modbus_reachable(mb_port)
         assert not await opcua_reachable(endpoint)
+        await sim.advance(60.0)
+        assert sim.servers_running
+        assert (sim.modbus_port, sim.opcua_endpoint) == (mb_port, endpoint)
+        assert await read_all_modbus(mb_port, sim.plant.tagmap) == sim.values()
+        assert await opcua_reachable(endpoint)
+
+
+@pytest.mark.asyncio
+async def test_plc_hang_accepts_connections_but_answers_nothing_then_recovers() -> None:
+    async with SimulatedPlant(speed=0, scenario="plc_hang@20s+60s") as sim:
+        mb_port, endpoint = sim.modbus_port, sim.opcua_endpoint
+        await sim.advance(30.0)
+        assert not sim.servers_running
+        # TCP still connects (the network stack is alive) ...
+        _, writer = await asyncio.open_connection("127.0.0.1", mb_port)
+        writer.close()
+        client = AsyncModbusTcpClient("127.0.0.1", port=mb_port, timeout=0.5, retries=0, reconnect_delay=0)
+        assert await client.connect()
+        # ... but no request is ever answered: a timeout, not a refusal
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(ModbusException):
+            await client.read_holding_registers(100, count=2, device_id=1)
+        assert loop.time() - t0 >= 0.45
+        client.close()
+        opc = Client(endpoint, timeout=0.5)
+        with pytest.raises((TimeoutError, OSError)):
+            await opc.connect()
         await sim.advance(60.0)
         assert sim.servers_running
         assert (sim.modbus_port, sim.opcua_endpoint) == (mb_port, endpoint)

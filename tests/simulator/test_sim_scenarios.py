@@ -79,6 +79,7 @@ def test_every_scenario_is_documented_with_an_expected_effect() -> None:
         "compressed_air_leak",
         "sensor_freeze",
         "plc_dropout",
+        "plc_hang",
         "kiln_stop",
     }
     assert set(CATALOGUE) == required
