@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -71,6 +72,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--tick-secs", type=float, default=1.0, metavar="S", help="PLC scan period (default 1 s)")
     p.add_argument(
         "--opcua-security", action="store_true", help="also offer Basic256Sha256 Sign/SignAndEncrypt"
+    )
+    p.add_argument(
+        "--opcua-trust",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="CERT",
+        help="with --opcua-security: also trust this client certificate (DER or PEM; repeatable); "
+        "others than the generated agent certificate are refused",
     )
     p.add_argument("--duration", type=_non_negative, metavar="SECS", help="stop after SECS of wall time")
     p.add_argument(
@@ -157,6 +167,7 @@ async def _serve(
         tick_secs=args.tick_secs,
         opcua_security=security,
         extra_tags=args.extra_tags,
+        opcua_trusted_certs=args.opcua_trust,
     )
     started = False
     try:

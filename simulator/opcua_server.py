@@ -19,6 +19,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 from asyncua import ua
+from asyncua.common.utils import ServiceError
 from asyncua.crypto.cert_gen import (
     dump_private_key_as_pem,
     generate_private_key,
@@ -63,6 +65,14 @@ class CertFiles:
 
     cert: Path
     key: Path
+
+
+def _der_of(path: Path) -> bytes:
+    """A certificate file's DER bytes (the file may be DER or PEM)."""
+    data = path.read_bytes()
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
+    return x509.load_der_x509_certificate(data).public_bytes(Encoding.DER)
 
 
 def generate_certificate(directory: Path, *, name: str, application_uri: str, client: bool) -> CertFiles:
@@ -111,6 +121,7 @@ class OpcuaPlc:
         port: int = 0,
         security: bool = False,
         cert_dir: Path | None = None,
+        trusted_certs: Sequence[Path] = (),
     ) -> None:
         if security and cert_dir is None:
             raise ValueError("security needs a cert_dir for the generated certificate")
@@ -120,6 +131,8 @@ class OpcuaPlc:
         self.security = security
         self.cert_dir = cert_dir
         self.server_cert: CertFiles | None = None
+        #: client application certificates (DER or PEM) a secure session may present
+        self.trusted_certs = list(trusted_certs)
         self._server: Server | None = None
         self._node_ids = [_nid(t.node_string_id, NAMESPACE_INDEX) for t in tagmap.tags]
         self._kinds = np.array([_variant_kind(t) for t in tagmap.tags], dtype=np.int8)
@@ -161,6 +174,7 @@ class OpcuaPlc:
                 ]
             )
             server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
+            server.set_certificate_validator(self._trust_list_validator())
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
             server.set_identity_tokens([ua.AnonymousIdentityToken])
@@ -180,6 +194,24 @@ class OpcuaPlc:
             await self.update(*self._last)
         log.info("OPC UA listening on %s (security %s)", self.endpoint, "on" if self.security else "None")
         return self.port
+
+    def _trust_list_validator(
+        self,
+    ) -> Callable[[x509.Certificate, ua.ApplicationDescription], Awaitable[None]]:
+        """Only clients whose certificate is on the trust list get a session (like a PLC's
+        "trusted" folder); anyone else is refused with BadCertificateUntrusted."""
+        trusted = {_der_of(p) for p in self.trusted_certs}
+
+        async def validate(cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
+            if cert.public_bytes(Encoding.DER) not in trusted:
+                log.warning(
+                    "OPC UA: refused untrusted client certificate %s (%s)",
+                    cert.subject.rfc4514_string(),
+                    app.ApplicationUri,
+                )
+                raise ServiceError(StatusCodes.BadCertificateUntrusted)
+
+        return validate
 
     async def stop(self) -> None:
         """Stop the server: sessions and subscriptions are lost, as in a PLC restart."""

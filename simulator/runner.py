@@ -22,6 +22,7 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -96,6 +97,7 @@ class SimulatedPlant:
         extra_tags: int = 0,
         unit_id: int = 1,
         start: datetime = DEFAULT_START,
+        opcua_trusted_certs: Sequence[Path] = (),
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0")
@@ -108,6 +110,8 @@ class SimulatedPlant:
         self.speed = speed
         self.tick_secs = tick_secs
         self.opcua_security = opcua_security
+        #: client certificates a secure OPC UA session may use, besides the generated one
+        self._opcua_trusted = list(opcua_trusted_certs)
         self._cert_dir: Path | None = None
         self.client_cert: CertFiles | None = None
         self._modbus = (
@@ -219,12 +223,14 @@ class SimulatedPlant:
                 self._cert_dir, name="agent", application_uri=CLIENT_APPLICATION_URI, client=True
             )
         if self._opcua_enabled:
+            trusted = [*self._opcua_trusted, *([self.client_cert.cert] if self.client_cert else [])]
             self._opcua = OpcuaPlc(
                 self.plant.tagmap,
                 host=self.host,
                 port=self._opcua_port,
                 security=self.opcua_security,
                 cert_dir=self._cert_dir,
+                trusted_certs=trusted,
             )
         try:
             await self._push()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -16,6 +18,7 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 from sim_support import read_all_modbus, read_all_opcua
 
+from simulator.opcua_server import generate_certificate
 from simulator.runner import SimulatedPlant
 from simulator.tagmap import NAMESPACE_INDEX, NAMESPACE_URI
 
@@ -161,3 +164,35 @@ async def test_basic256sha256_connections_work_with_generated_certificates(
     cfg = sim.config_toml()
     assert 'security = "Basic256Sha256_SignAndEncrypt"' in cfg
     assert str(sim.client_cert.key) in cfg
+
+
+async def _secure_client(sim: SimulatedPlant, cert: Path, key: Path) -> Client:
+    assert sim.server_cert_file is not None
+    c = Client(sim.opcua_endpoint, timeout=10)
+    c.application_uri = "urn:kilnwatch:agent"
+    await c.set_security(
+        SecurityPolicyBasic256Sha256,
+        str(cert),
+        str(key),
+        server_certificate=str(sim.server_cert_file),
+        mode=ua.MessageSecurityMode.SignAndEncrypt,
+    )
+    return c
+
+
+async def test_a_client_certificate_not_on_the_trust_list_gets_no_session(tmp_path: Path) -> None:
+    """Like a PLC's trusted-certificates folder: the generated agent certificate and the ones
+    passed in ``opcua_trusted_certs`` get a session; any other certificate is refused."""
+    stranger = generate_certificate(tmp_path / "x", name="stranger", application_uri="urn:kilnwatch:agent", client=True)
+    friend = generate_certificate(tmp_path / "y", name="friend", application_uri="urn:kilnwatch:agent", client=True)
+    async with SimulatedPlant(speed=0, modbus=False, opcua_security=True, opcua_trusted_certs=[friend.cert]) as sim:
+        c = await _secure_client(sim, stranger.cert, stranger.key)
+        with pytest.raises(UaStatusCodeError) as err:
+            await c.connect()
+        assert err.value.code == StatusCodes.BadCertificateUntrusted
+        with contextlib.suppress(Exception):
+            await c.disconnect()
+        for files in (friend, sim.client_cert):
+            assert files is not None
+            async with await _secure_client(sim, files.cert, files.key) as ok:
+                assert await ok.get_node("ns=2;s=WHR1.GeneratorPower").read_value() == sim.values()["whr1.generator_kw"]
