@@ -608,15 +608,17 @@ class DenseStats:
     last_good: npt.NDArray[np.int64]
 
     @staticmethod
+    def empty(windows: npt.NDArray[np.int64], n_tags: int) -> DenseStats:
+        """These windows with no samples yet (arrays to scatter into)."""
+        shape = (len(windows), n_tags)
+        return DenseStats(
+            windows, np.zeros(shape), np.zeros(shape), np.zeros(shape), np.full(shape, _NO_TIME, dtype=np.int64)
+        )
+
+    @staticmethod
     def zeros(n_tags: int, window: int = 0) -> DenseStats:
         """One window with no samples."""
-        return DenseStats(
-            np.asarray([window], dtype=np.int64),
-            np.zeros((1, n_tags)),
-            np.zeros((1, n_tags)),
-            np.zeros((1, n_tags)),
-            np.full((1, n_tags), _NO_TIME, dtype=np.int64),
-        )
+        return DenseStats.empty(np.asarray([window], dtype=np.int64), n_tags)
 
     def row(self, i: int) -> DenseStats:
         """Window ``i`` alone (a view)."""
@@ -980,13 +982,7 @@ class AssetModel:
         if rows.height == 0 and window_secs is None:
             return DenseStats.zeros(n_t)
         if rows.height == 0:
-            return DenseStats(
-                np.empty(0, dtype=np.int64),
-                np.empty((0, n_t)),
-                np.empty((0, n_t)),
-                np.empty((0, n_t)),
-                np.empty((0, n_t), dtype=np.int64),
-            )
+            return DenseStats.empty(np.empty(0, dtype=np.int64), n_t)
         c = rows.get_column("tag").to_physical().to_numpy().astype(np.intp)  # bincount wants intp
         ts = rows.get_column("ts").dt.epoch("us").to_numpy()
         if window_secs is None:
@@ -1068,13 +1064,7 @@ class AssetModel:
                         n_good[i] = np.bincount(cc, g[lo:hi], n_cat)
                         n_total[i] = np.bincount(cc, None, n_cat)
             used = np.flatnonzero(lookup >= 0)
-            d = DenseStats(
-                windows=wins,
-                sum=np.zeros((n_w, n_t)),
-                n_good=np.zeros((n_w, n_t)),
-                n_total=np.zeros((n_w, n_t)),
-                last_good=np.full((n_w, n_t), np.iinfo(np.int64).min, dtype=np.int64),
-            )
+            d = DenseStats.empty(wins, n_t)
             d.sum[:, lookup[used]] = sums[:, used]
             d.n_good[:, lookup[used]] = n_good[:, used]
             d.n_total[:, lookup[used]] = n_total[:, used]
@@ -1092,13 +1082,7 @@ class AssetModel:
             )
             .collect()
         )
-        d = DenseStats(
-            windows=wins,
-            sum=np.zeros((n_w, n_t)),
-            n_good=np.zeros((n_w, n_t)),
-            n_total=np.zeros((n_w, n_t)),
-            last_good=np.full((n_w, n_t), np.iinfo(np.int64).min, dtype=np.int64),
-        )
+        d = DenseStats.empty(wins, n_t)
         k = st.get_column("k").to_numpy()
         ti = lookup[k % n_cat]
         keep = ti >= 0
@@ -1114,13 +1098,7 @@ class AssetModel:
         """Tag statistics scattered into (window x tag) arrays over the model's role tags."""
         wins = np.fromiter((int(w) for w in windows), dtype=np.int64)
         n_w, n_t = len(wins), len(self._tag_list)
-        d = DenseStats(
-            windows=wins,
-            sum=np.zeros((n_w, n_t)),
-            n_good=np.zeros((n_w, n_t)),
-            n_total=np.zeros((n_w, n_t)),
-            last_good=np.full((n_w, n_t), np.iinfo(np.int64).min, dtype=np.int64),
-        )
+        d = DenseStats.empty(wins, n_t)
         lf = stats.lazy()
         dtype = lf.collect_schema()["tag"]
         if isinstance(dtype, pl.Enum):

@@ -34,6 +34,30 @@ def assert_matches_simulator(frame: pl.DataFrame, served: dict[str, float]) -> N
         assert value == pytest.approx(served[tag], rel=1e-6, abs=0.051), tag
 
 
+class QualityWatch:
+    """Streams every source of a config and records each poll as good, comm_error or mixed."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.history: dict[str, list[str]] = {s.name: [] for s in cfg.sources}
+        self.recovered = asyncio.Event()  # every source has had an error and is good again
+
+    async def consume(self, src: ModbusSource | OpcuaSource) -> None:
+        conn = make_connector(src)
+        async with contextlib.aclosing(conn.stream()) as stream:  # type: ignore[type-var]
+            async for frame in stream:
+                qs = set(frame["quality"])
+                self.history[src.name].append(
+                    "comm_error" if qs == {"comm_error"} else "good" if qs == {"good"} else "mixed"
+                )
+                if all("comm_error" in seq and seq[-1] == "good" for seq in self.history.values()):
+                    self.recovered.set()
+
+    def assert_one_gap_then_recovery(self) -> None:
+        for name, seq in self.history.items():
+            assert seq[0] == "good" and "comm_error" in seq and seq[-1] == "good", (name, seq)
+            assert "mixed" not in seq, (name, seq)
+
+
 @pytest_asyncio.fixture
 async def sim() -> AsyncIterator[SimulatedPlant]:
     async with SimulatedPlant(modbus_port=0, opcua_port=0, speed=0, seed=3) as plant:
@@ -95,37 +119,18 @@ async def test_secure_opcua_session_against_the_simulator() -> None:
 @pytest.mark.asyncio
 async def test_simulated_power_cycle_is_a_comm_error_gap_then_recovery(sim: SimulatedPlant) -> None:
     cfg = config(sim, opcua_mode="subscribe")
-    history: dict[str, list[str]] = {s.name: [] for s in cfg.sources}
-
-    async def consume(src: ModbusSource | OpcuaSource) -> None:
-        conn = make_connector(src)
-        async with contextlib.aclosing(conn.stream()) as stream:  # type: ignore[type-var]
-            async for frame in stream:
-                qs = set(frame["quality"])
-                history[src.name].append(
-                    "comm_error" if qs == {"comm_error"} else "good" if qs == {"good"} else "mixed"
-                )
-                if recovered():
-                    done.set()
-
-    def recovered() -> bool:
-        return all("comm_error" in seq and seq[-1] == "good" for seq in history.values())
-
-    done = asyncio.Event()
-
+    watch = QualityWatch(cfg)
     async with asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(consume(s)) for s in cfg.sources]
+        tasks = [tg.create_task(watch.consume(s)) for s in cfg.sources]
         await asyncio.sleep(0.6)
         await sim.stop_servers()
         await asyncio.sleep(0.6)
         await sim.start_servers()
         async with asyncio.timeout(10):
-            await done.wait()
+            await watch.recovered.wait()
         for task in tasks:
             task.cancel()
-    for name, seq in history.items():
-        assert seq[0] == "good" and "comm_error" in seq and seq[-1] == "good", (name, seq)
-        assert "mixed" not in seq, (name, seq)
+    watch.assert_one_gap_then_recovery()
 
 
 @pytest.mark.asyncio
@@ -134,32 +139,17 @@ async def test_hung_plc_is_a_comm_error_gap_then_recovery_for_both_protocols() -
     reconnect must end in the configured timeout (500 ms) instead of waiting forever."""
     async with SimulatedPlant(speed=0, seed=3, scenario="plc_hang@10s+60s") as sim:
         cfg = config(sim, opcua_mode="subscribe")
-        history: dict[str, list[str]] = {s.name: [] for s in cfg.sources}
-        done = asyncio.Event()
-
-        async def consume(src: ModbusSource | OpcuaSource) -> None:
-            conn = make_connector(src)
-            async with contextlib.aclosing(conn.stream()) as stream:  # type: ignore[type-var]
-                async for frame in stream:
-                    qs = set(frame["quality"])
-                    history[src.name].append(
-                        "comm_error" if qs == {"comm_error"} else "good" if qs == {"good"} else "mixed"
-                    )
-                    if all("comm_error" in seq and seq[-1] == "good" for seq in history.values()):
-                        done.set()
-
+        watch = QualityWatch(cfg)
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(consume(s)) for s in cfg.sources]
+            tasks = [tg.create_task(watch.consume(s)) for s in cfg.sources]
             await asyncio.sleep(0.8)
             await sim.advance(20.0)  # into the hang
             assert not sim.servers_running
             await asyncio.sleep(2.5)  # several timeouts and reconnect attempts against silence
-            assert all(seq[-1] == "comm_error" for seq in history.values()), history
+            assert all(seq[-1] == "comm_error" for seq in watch.history.values()), watch.history
             await sim.advance(60.0)  # the PLCs answer again
             async with asyncio.timeout(15):
-                await done.wait()
+                await watch.recovered.wait()
             for task in tasks:
                 task.cancel()
-    for name, seq in history.items():
-        assert seq[0] == "good" and "comm_error" in seq and seq[-1] == "good", (name, seq)
-        assert "mixed" not in seq, (name, seq)
+    watch.assert_one_gap_then_recovery()
