@@ -124,7 +124,7 @@ def backfill(
             for i in range(n):
                 values[i] = model.vector()  # the reading at model.now, then advance
                 status[i] = model.statuses()
-                reachable[i] = model.plc_reachable
+                reachable[i] = model.plc_reachable and model.plc_responsive  # dropout or hang
                 stamps.append(model.now)
                 model.step(sample_every_secs)
             frame = _frame(stamps, names, values, status, reachable, quality_of, failed)

@@ -999,6 +999,10 @@ def evaluate_history(
     lo, hi = cast(int, ts.min()), cast(int, ts.max())
     # one pass over the samples (streaming engine: bounded memory); everything else reads minutes
     minutes = window_range(lo, hi, 60)
+    if not isinstance(samples.schema["tag"], pl.Enum):
+        # one cast (~0.55 s for 43 M strings) buys the array path: 2.1 s -> ~1.5 s for a day of 500
+        # tags; tags no role uses become NULL and are skipped
+        samples = samples.with_columns(pl.col("tag").cast(pl.String).cast(model.tag_enum, strict=False))
     dense = model.dense_minutes(samples)
     if dense is None:
         dense = model.dense_stats(tag_stats(samples, 60, last_good=False).collect(), minutes)

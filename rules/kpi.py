@@ -1034,7 +1034,7 @@ class AssetModel:
         n_w = len(wins)
         good = good_sample()
         if ts.is_sorted():
-            sums, n_good, n_total = (np.zeros((n_w, n_cat)) for _ in range(3))
+            sums, n_good, n_total = (np.zeros((n_w, n_cat + 1)) for _ in range(3))
             bounds = np.append(wins, wins[-1] + _MINUTE_US)
             # on the Series: a frame read from Arrow/DuckDB has many chunks, and to_numpy would copy them
             edges = ts.search_sorted(pl.Series(bounds)).cast(pl.Int64).to_numpy()
@@ -1043,7 +1043,8 @@ class AssetModel:
             def prepare(i0: int) -> tuple[npt.NDArray[Any], ...]:
                 a, b = int(edges[i0]), int(edges[min(i0 + slab, n_w)])
                 part = samples.slice(a, b - a).select(
-                    pl.col("tag").to_physical().alias("c"),
+                    # NULL tag (not a category, e.g. a String cast to the model's Enum): spare bin
+                    pl.col("tag").to_physical().fill_null(n_cat).alias("c"),
                     pl.when(good).then(pl.col("value")).otherwise(0.0).alias("gv"),
                     good.cast(pl.Float64).alias("g"),
                 )
@@ -1060,9 +1061,9 @@ class AssetModel:
                     for i in range(i0, min(i0 + slab, n_w)):
                         lo, hi = int(edges[i]) - a, int(edges[i + 1]) - a
                         cc = c[lo:hi]
-                        sums[i] = np.bincount(cc, gv[lo:hi], n_cat)
-                        n_good[i] = np.bincount(cc, g[lo:hi], n_cat)
-                        n_total[i] = np.bincount(cc, None, n_cat)
+                        sums[i] = np.bincount(cc, gv[lo:hi], n_cat + 1)
+                        n_good[i] = np.bincount(cc, g[lo:hi], n_cat + 1)
+                        n_total[i] = np.bincount(cc, None, n_cat + 1)
             used = np.flatnonzero(lookup >= 0)
             d = DenseStats.empty(wins, n_t)
             d.sum[:, lookup[used]] = sums[:, used]
@@ -1073,6 +1074,7 @@ class AssetModel:
         key = (ts_us // _MINUTE_US - m0) * n_cat + pl.col("tag").to_physical().cast(pl.Int64)
         st = (
             samples.lazy()
+            .filter(pl.col("tag").is_not_null())
             .select(key.alias("k"), pl.when(good).then(pl.col("value")).alias("_gv"))
             .group_by("k")
             .agg(
