@@ -1039,12 +1039,14 @@ class AssetModel:
             # on the Series: a frame read from Arrow/DuckDB has many chunks, and to_numpy would copy them
             edges = ts.search_sorted(pl.Series(bounds)).cast(pl.Int64).to_numpy()
             slab = 64  # minutes per materialised slab: 64 x 500 tags x 60 s = 1.9 M rows
+            code = pl.col("tag").to_physical()
+            if samples.get_column("tag").null_count():
+                code = code.fill_null(n_cat)  # not a category (a String cast to the Enum): spare bin
 
             def prepare(i0: int) -> tuple[npt.NDArray[Any], ...]:
                 a, b = int(edges[i0]), int(edges[min(i0 + slab, n_w)])
                 part = samples.slice(a, b - a).select(
-                    # NULL tag (not a category, e.g. a String cast to the model's Enum): spare bin
-                    pl.col("tag").to_physical().fill_null(n_cat).alias("c"),
+                    code.alias("c"),
                     pl.when(good).then(pl.col("value")).otherwise(0.0).alias("gv"),
                     good.cast(pl.Float64).alias("g"),
                 )
