@@ -286,7 +286,7 @@ class Agent:
         from agent.outbox import record_events
 
         assert self.engine is not None
-        self._update_savings()  # before the tick: it feeds the rules' baseline deviations
+        await self._update_savings()  # before the tick: it feeds the rules' baseline deviations
         window = self.window_frame(now)
         t0 = time.perf_counter()
         result = await asyncio.to_thread(self.engine.tick, window, now)
@@ -319,31 +319,26 @@ class Agent:
             self.metrics.mqtt_connected.set(1 if s.connected else 0)
         await self._snapshot()
 
-    def _update_savings(self) -> None:
+    async def _update_savings(self) -> None:
         """Keep today's ``mv_savings`` rows and the rules' baseline deviations current (once a minute).
 
         ``baseline_deviation_pct`` (last hour against each asset's live M&V baseline) goes to the
-        rule engine for ``mill.specific_power.above_baseline`` (DOMAIN §8 mill inefficiency).
+        rule engine for ``mill.specific_power.above_baseline`` (DOMAIN §8 mill inefficiency). The
+        queries read an hour of samples per baseline variable, so they run on a second connection in
+        a worker thread (MVCC snapshot) instead of stalling the pollers on the event loop.
         """
         if time.monotonic() - self._last_savings_update < 60:
             return
         self._last_savings_update = time.monotonic()
-        from agent.mv_store import DEVIATION_KPI, recent_deviations, update_savings
-        from rules.mv import MVError
+        cur = self.con.cursor()
+        try:
+            deviations = await asyncio.to_thread(_mv_minute, cur, self.site, now_utc())
+        finally:
+            cur.close()
+        if self.engine is not None:
+            from agent.mv_store import DEVIATION_KPI
 
-        now = now_utc()
-        try:
-            update_savings(self.con, self.site, now)
-        except duckdb.Error as exc:  # a broken baseline must not stop sampling
-            log.warning("M&V savings update failed: %s", exc)
-        if self.engine is None:
-            return
-        try:
-            deviations = recent_deviations(self.con, self.site, now, hours=1.0)
-        except (duckdb.Error, MVError) as exc:
-            log.warning("M&V baseline deviation update failed: %s", exc)
-            deviations = {}
-        self.engine.set_external(DEVIATION_KPI, deviations)
+            self.engine.set_external(DEVIATION_KPI, deviations)
 
     async def _snapshot(self) -> None:
         """Write the auditors' snapshot (``agent.snapshot_path``) every ``snapshot_every_secs``.
@@ -364,6 +359,25 @@ class Agent:
             log.warning("database snapshot to %s failed: %s", path, exc)
         finally:
             cur.close()
+
+
+def _mv_minute(con: duckdb.DuckDBPyConnection, site: str, now: datetime) -> dict[str, float | None]:
+    """The daemon's once-a-minute M&V work: live savings rows, then each baseline's last-hour deviation.
+
+    A broken baseline must not stop sampling: failures are logged and give no deviations.
+    """
+    from agent.mv_store import recent_deviations, update_savings
+    from rules.mv import MVError
+
+    try:
+        update_savings(con, site, now)
+    except (duckdb.Error, MVError) as exc:
+        log.warning("M&V savings update failed: %s", exc)
+    try:
+        return recent_deviations(con, site, now, hours=1.0)
+    except (duckdb.Error, MVError) as exc:
+        log.warning("M&V baseline deviation update failed: %s", exc)
+        return {}
 
 
 class _Stop(Exception):
