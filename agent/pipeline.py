@@ -5,8 +5,10 @@ the writer, the evaluator and the MQTT link. The sample queue is bounded; when i
 waits (backpressure), and because pollers schedule drift-free and skip missed ticks, a stuck disk
 shows up as skipped polls in the metrics rather than as unbounded memory.
 
-All DuckDB work runs on the event-loop thread (one connection, no locking); only the Polars rule
-tick is moved to a worker thread because it can take tens of milliseconds at 10k tags.
+Sample, KPI and alert writes run on the event-loop thread (one connection, no locking); the rule
+tick (tens of milliseconds at 10k tags) runs in a worker thread, and so do the two reads that scan
+history - the once-a-minute M&V update and the auditors' snapshot - each on its own cursor (a second
+connection to the same database, reading an MVCC snapshot).
 """
 
 from __future__ import annotations
