@@ -271,11 +271,17 @@ class ModbusConnector:
                     unanswered.append(block)
                     if len(unanswered) > 1:  # two silent requests in a row: the device is gone
                         raise _DeviceDown(f"no answer within {self.source.timeout_ms} ms")
-                elif await self._alive(client, proof):
-                    dead.append(block)
-                else:
+                elif not await self._alive(client, proof):
                     raise _DeviceDown(f"no answer within {self.source.timeout_ms} ms")
-                continue
+                else:
+                    # the device answers others: ask once more before taking the block for dead
+                    # (a request lost once, or swallowed by a restart, must not split the plan)
+                    answer = await self._request(client, block)
+                    if answer is None:
+                        dead.append(block)
+                        continue
+                if answer is None:
+                    continue
             if proof is None:  # data or an exception response: the device is listening
                 proof = block
                 dead += unanswered

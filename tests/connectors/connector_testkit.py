@@ -54,6 +54,8 @@ class ModbusTestServer:
     illegal: set[int] = field(default_factory=set)
     #: register addresses that make a read covering them go unanswered
     silent: set[int] = field(default_factory=set)
+    #: register addresses whose next covering read is lost once (then answered again)
+    lose_next: set[int] = field(default_factory=set)
     #: answer nothing at all (a hung device)
     mute: bool = False
     #: answer every request with this exception code (e.g. 0x0B: gateway target failed)
@@ -85,6 +87,10 @@ class ModbusTestServer:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         covered = range(address, address + count)
+        lost = self.lose_next.intersection(covered)
+        if lost:
+            self.lose_next -= lost
+            await asyncio.sleep(3600)
         if self.mute or any(a in covered for a in self.silent):
             await asyncio.sleep(3600)
         if self.fail_all is not None:

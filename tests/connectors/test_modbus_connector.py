@@ -169,6 +169,24 @@ async def test_silent_block_is_isolated_without_losing_the_device(plc: ModbusTes
 
 
 @pytest.mark.asyncio
+async def test_a_request_lost_once_is_asked_again_not_taken_for_a_dead_block(plc: ModbusTestServer) -> None:
+    """One lost answer (network glitch, a PLC restarting mid-poll) costs one timeout, not a split
+    plan: the device answered another block, so the silent one is asked once more."""
+    tags = [*float_tags(3), {"name": "kiln1.far", "register": 1000, "data_type": "int16"}]
+    conn = ModbusConnector(source(plc.port, tags, timeout_ms=100, quarantine_retry_secs=3600))
+    assert set((await conn.poll())["quality"]) == {"good"}
+    blocks = len(conn._plan)
+    assert blocks == 2  # registers 0-5 and 1000 are too far apart for one request
+    plc.lose_next = {1000}
+    before = conn.stats.requests
+    frame = await conn.poll()
+    assert set(frame["quality"]) == {"good"} and plc.lose_next == set()
+    assert conn.stats.requests - before == blocks + 2  # the lost request, the liveness probe, the retry
+    assert len(conn._plan) == blocks and conn.quarantined == {}
+    conn.close()
+
+
+@pytest.mark.asyncio
 async def test_gateway_exception_for_the_unit_is_comm_error_for_all_tags(plc: ModbusTestServer) -> None:
     plc.fail_all = 0x0B  # gateway target device failed to respond
     conn = ModbusConnector(source(plc.port, float_tags(3)))
