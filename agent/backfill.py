@@ -13,7 +13,6 @@ later on the same file does not inherit them. Re-running over the same range rep
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import tomllib
@@ -28,7 +27,7 @@ import polars as pl
 from agent import storage
 from agent.config import Config, parse_config
 from agent.views import create_views
-from rules.alerts import AlertEvent
+from rules.alerts import AlertEvent, episodes
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ def backfill(
         quality_of[int(st)] = q
     failed = int(SensorStatus.BAD_SENSOR_FAILURE)
     site = cfg.agent.site
-    _store_assets(con, cfg)
+    storage.upsert_assets(con, cfg.agent.site, cfg.assets)
     _clear_range(con, site, start, end)
 
     steps_total = round((end - start).total_seconds() / sample_every_secs)
@@ -189,23 +188,10 @@ def _clear_range(con: duckdb.DuckDBPyConnection, site: str, start: datetime, end
         con.execute(f"DELETE FROM {table} WHERE site = ? AND {col} >= ? AND {col} < ?", [site, start, end])
 
 
-def _store_assets(con: duckdb.DuckDBPyConnection, cfg: Config) -> None:
-    now = datetime.now(UTC)
-    for a in cfg.assets:
-        con.execute(
-            "INSERT INTO assets VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, asset) DO UPDATE SET "
-            "type = excluded.type, roles = excluded.roles, updated_at = excluded.updated_at",
-            [cfg.agent.site, a.id, a.type, json.dumps(a.model_dump(mode="json", exclude_none=True)), now],
-        )
-
-
 def _store_alerts(con: duckdb.DuckDBPyConnection, events: list[AlertEvent], end: datetime) -> None:
     """One ``alerts`` row per episode (first event's figures, last event's state)."""
-    episodes: dict[str, tuple[AlertEvent, AlertEvent]] = {}
-    for ev in events:
-        first = episodes.get(ev.alert_id, (ev, ev))[0]
-        episodes[ev.alert_id] = (first, ev)
-    if not episodes:
+    merged = episodes(events)
+    if not merged:
         return
     rows = [
         {
@@ -222,7 +208,7 @@ def _store_alerts(con: duckdb.DuckDBPyConnection, events: list[AlertEvent], end:
             "unit": first.unit,
             "message": first.message,
         }
-        for first, last in episodes.values()
+        for first, last in merged
     ]
     frame = pl.DataFrame(
         rows,

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import duckdb
 
-from rules.alerts import AlertEvent, AlertState, Severity, sanitise
+from rules.alerts import AlertEvent, AlertState, Severity, episodes, sanitise
 
 OUTBOX_DDL: tuple[str, ...] = (
     "CREATE SEQUENCE IF NOT EXISTS outbox_seq START 1",
@@ -116,12 +116,9 @@ def _record(con: duckdb.DuckDBPyConnection, events: Sequence[AlertEvent]) -> Non
     # One upsert statement per batch: DuckDB cannot update a row twice in one statement, so an
     # episode that fires and resolves within the batch is merged into one row (first event's
     # figures, last event's state).
-    merged: dict[str, tuple[AlertEvent, AlertEvent]] = {}
-    for ev in events:
-        first = merged.get(ev.alert_id, (ev, ev))[0]
-        merged[ev.alert_id] = (first, ev)
+    merged = episodes(events)
     alert_params: list[Any] = []
-    for first, last in merged.values():
+    for first, last in merged:
         resolved_at = _utc(last.resolved_at or last.ts) if last.state == "resolved" else None
         alert_params += [
             first.alert_id,

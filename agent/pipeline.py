@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import time
 from collections import deque
@@ -110,13 +109,7 @@ class Agent:
 
         ensure_outbox(self.con)
         create_views(self.con, shifts=self.cfg.agent.shifts)
-        now = now_utc()
-        for a in self.cfg.assets:
-            self.con.execute(
-                "INSERT INTO assets VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, asset) DO UPDATE SET "
-                "type = excluded.type, roles = excluded.roles, updated_at = excluded.updated_at",
-                [self.site, a.id, a.type, json.dumps(a.model_dump(mode="json", exclude_none=True)), now],
-            )
+        storage.upsert_assets(self.con, self.site, self.cfg.assets)
 
     def _start_engine(self) -> None:
         from agent.outbox import load_open_alerts

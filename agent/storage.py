@@ -7,12 +7,18 @@ One file per site. Samples arrive as Polars frames and are inserted with one
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
+
+if TYPE_CHECKING:
+    from agent.config import Asset
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +154,17 @@ def insert_samples(con: duckdb.DuckDBPyConnection, site: str, frame: pl.DataFram
     finally:
         con.unregister("_kw_samples")
     return frame.height
+
+
+def upsert_assets(con: duckdb.DuckDBPyConnection, site: str, assets: Sequence[Asset]) -> None:
+    """Record the configured assets and their roles (auditors join KPIs to them); re-runs update."""
+    now = datetime.now(UTC)
+    for a in assets:
+        con.execute(
+            "INSERT INTO assets VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, asset) DO UPDATE SET "
+            "type = excluded.type, roles = excluded.roles, updated_at = excluded.updated_at",
+            [site, a.id, a.type, json.dumps(a.model_dump(mode="json", exclude_none=True)), now],
+        )
 
 
 def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:

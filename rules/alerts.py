@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -49,3 +50,15 @@ class AlertEvent:
 
     def topic(self, prefix: str) -> str:
         return f"{prefix}/{sanitise(self.site)}/{sanitise(self.asset)}/alerts/{sanitise(self.rule)}"
+
+
+def episodes(events: Iterable[AlertEvent]) -> list[tuple[AlertEvent, AlertEvent]]:
+    """(first, last) event of each episode in ``events``, in order of first appearance.
+
+    One ``alerts`` row per episode is written from these: the first event's figures, the last
+    event's state (an episode may fire and resolve within one batch).
+    """
+    merged: dict[str, tuple[AlertEvent, AlertEvent]] = {}
+    for ev in events:
+        merged[ev.alert_id] = (merged.get(ev.alert_id, (ev, ev))[0], ev)
+    return list(merged.values())
