@@ -743,9 +743,8 @@ class RuleEngine:
         for asset, row, names, pick, units in self._latest_pickers:
             out[asset] = dict(zip(names, zip(pick(rows[row]), units, strict=True), strict=True))
         for name, vals in self._external.items():
-            unit = "%" if name.endswith("_pct") else ""
             for asset, v in vals.items():
-                out.setdefault(asset, {})[name] = (v, unit)
+                out.setdefault(asset, {})[name] = (v, self.model.units[asset].get(name, ""))
         return out
 
     def _remember_hourly(self, frame: pl.DataFrame) -> None:
@@ -821,28 +820,34 @@ class RuleEngine:
                 for i in todo:
                     asset = self._asset_ids[i]
                     obs = Observation(bool(when[i]), bool(clear[i]), bool(suppressed[i]))
-                    got = self.tracker.observe(c.rule.id, asset, now, obs, c.rule.for_secs)
+                    ev = self._step(c.rule, asset, now, obs, val[i], thr[i])
                     if self.tracker.state(c.rule.id, asset).phase is Phase.IDLE:
                         active.discard(i)
                     else:
                         active.add(i)
-                    if got is None:
-                        continue
-                    tr, aid, started = got
-                    events.append(
-                        self._event(
-                            c.rule,
-                            asset,
-                            tr,
-                            aid,
-                            started,
-                            now,
-                            _finite(val[i]),
-                            _finite(thr[i]),
-                            suppressed=obs.suppressed is True,
-                        )
-                    )
+                    if ev is not None:
+                        events.append(ev)
         return events
+
+    def _step(
+        self, rule: Rule, asset: str, now: datetime, obs: Observation, value: object, threshold: object
+    ) -> AlertEvent | None:
+        """Advance the (rule, asset) state machine; the alert event when it fired or resolved."""
+        got = self.tracker.observe(rule.id, asset, now, obs, rule.for_secs)
+        if got is None:
+            return None
+        tr, aid, started = got
+        return self._event(
+            rule,
+            asset,
+            tr,
+            aid,
+            started,
+            now,
+            _finite(value),
+            _finite(threshold),
+            suppressed=obs.suppressed is True,
+        )
 
     def _event(
         self,
@@ -1075,20 +1080,8 @@ def _replay(
                     while i < n_min:
                         now = _from_us(int(starts[i]) + MINUTE_US)
                         obs = Observation(bool(w_col[i]), bool(clear[i, col]), bool(suppressed[i, col]))
-                        got = engine.tracker.observe(c.rule.id, asset, now, obs, c.rule.for_secs)
-                        if got is not None:
-                            tr, aid, started = got
-                            ev = engine._event(
-                                c.rule,
-                                asset,
-                                tr,
-                                aid,
-                                started,
-                                now,
-                                _finite(val[i, col]),
-                                _finite(thr[i, col]),
-                                suppressed=obs.suppressed is True,
-                            )
+                        ev = engine._step(c.rule, asset, now, obs, val[i, col], thr[i, col])
+                        if ev is not None:
                             found.append((i, g, k, a_order, ev))
                         if st.phase is Phase.IDLE:
                             break
