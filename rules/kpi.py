@@ -975,10 +975,7 @@ class AssetModel:
         (600k rows) ~6 ms where a group-by takes ~13. Windows without rows are left out.
         """
         n_t = len(self._tag_list)
-        if rows.schema["tag"] != self._tag_enum:
-            rows = rows.with_columns(pl.col("tag").cast(pl.String).cast(self._tag_enum, strict=False)).filter(
-                pl.col("tag").is_not_null()
-            )
+        rows = self.with_tag_enum(rows)
         if rows.height == 0 and window_secs is None:
             return DenseStats.zeros(n_t)
         if rows.height == 0:
@@ -1013,10 +1010,22 @@ class AssetModel:
             d.windows[seen], d.sum[seen], d.n_good[seen], d.n_total[seen], d.last_good[seen]
         )
 
-    def dense_minutes(self, samples: pl.DataFrame) -> DenseStats | None:
-        """1-min statistics of a big sample frame with an Enum ``tag`` column, straight into arrays.
+    def with_tag_enum(self, frame: pl.DataFrame, *, drop_unknown: bool = True) -> pl.DataFrame:
+        """``frame`` with ``tag`` as :attr:`tag_enum` (codes = dense tag index).
 
-        Returns None for other tag types (the caller uses :func:`tag_stats`). Time-ordered input
+        Tags no role uses become NULL: dropped, or kept when ``drop_unknown`` is False (a filter
+        copies every column - too dear for a day of samples, where NULL codes go to a spare bin).
+        """
+        if frame.schema["tag"] == self._tag_enum:
+            return frame
+        out = frame.with_columns(pl.col("tag").cast(pl.String).cast(self._tag_enum, strict=False))
+        return out.filter(pl.col("tag").is_not_null()) if drop_unknown else out
+
+    def dense_minutes(self, samples: pl.DataFrame) -> DenseStats:
+        """1-min statistics of a big, non-empty sample frame, straight into (minute x tag) arrays.
+
+        A ``tag`` that is not an Enum is cast once to :attr:`tag_enum` (~0.55 s for 43 M strings,
+        which buys this path: 2.1 s -> ~1.5 s for a day of 500 tags). Time-ordered input
         (how a backfill reads ``samples``, and how the agent writes them) is cut into minutes by
         binary search and each minute's codes are counted with ``np.bincount`` into a row of a
         (minute x category) array: no hashing, about 25 % faster than a group-by, and only a slab of
@@ -1024,8 +1033,9 @@ class AssetModel:
         (minute index x tag code). ``last_good`` is not kept (history has no "now" to be stale against).
         """
         dtype = samples.schema["tag"]
-        if not isinstance(dtype, pl.Enum) or samples.height == 0:
-            return None
+        if not isinstance(dtype, pl.Enum):
+            samples = self.with_tag_enum(samples, drop_unknown=False)
+            dtype = self._tag_enum
         lookup = self.tag_lookup(dtype)
         n_cat, n_t = len(lookup), len(self._tag_list)
         ts = samples.get_column("ts").dt.epoch("us")
