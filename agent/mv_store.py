@@ -34,6 +34,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from rules.kpi import KPI_ROW_SCHEMA
 from rules.mv import (
     GRANULARITIES,
     MIN_COVERAGE,
@@ -806,13 +807,5 @@ def deviation_kpi_rows(
         for asset, v in recent_deviations(con, site, now, hours=hours).items()
         if v is not None
     ]
-    schema: dict[str, pl.DataType] = {
-        "ts": pl.Datetime("us", "UTC"),
-        "site": pl.String(),
-        "asset": pl.String(),
-        "kpi": pl.String(),
-        "value": pl.Float64(),
-        "unit": pl.String(),
-        "window_secs": pl.Int32(),
-    }
-    return pl.DataFrame(rows, schema=schema)
+    columns = ("ts", "site", "asset", "kpi", "value", "unit", "window_secs")
+    return pl.DataFrame(rows, schema={c: KPI_ROW_SCHEMA[c] for c in columns})
