@@ -91,13 +91,19 @@ class ModbusPlc:
         if self._server is not None:
             return self.port
         server = ModbusTcpServer(self._devices(), address=(self.host, self.port), trace_pdu=self._trace_pdu)
-        await server.serve_forever(background=True)
+        self._server = server
+        # the register image first, then listen: a client reconnecting at once after a restart
+        # must read the plant's values, never a zeroed image
+        try:
+            if self._last is not None:
+                await self.update(self._last)
+            await server.serve_forever(background=True)
+        except BaseException:
+            self._server = None
+            raise
         sockets = getattr(server.transport, "sockets", None)
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
-        self._server = server
-        if self._last is not None:
-            await self.update(self._last)
         log.info("Modbus TCP listening on %s:%d (unit %d)", self.host, self.port, self.unit_id)
         return self.port
 

@@ -182,16 +182,22 @@ class OpcuaPlc:
         if idx != NAMESPACE_INDEX:
             raise RuntimeError(f"namespace {NAMESPACE_URI} got index {idx}, expected {NAMESPACE_INDEX}")
         await self._build_address_space(server)
-        await server.start()
+        self._server = server
+        # the last scan first, then listen: a client reconnecting at once after a restart must
+        # read the plant's values, never the address space's initial ones
+        try:
+            if self._last is not None:
+                await self.update(*self._last)
+            await server.start()
+        except BaseException:
+            self._server = None
+            raise
         if server.bserver is not None and self.port == 0:
             self.port = int(server.bserver.port)
             server.set_endpoint(self.endpoint)
             for edp in server.iserver.endpoints:
                 edp.EndpointUrl = self.endpoint
                 edp.Server.DiscoveryUrls = [self.endpoint]
-        self._server = server
-        if self._last is not None:
-            await self.update(*self._last)
         log.info("OPC UA listening on %s (security %s)", self.endpoint, "on" if self.security else "None")
         return self.port
 

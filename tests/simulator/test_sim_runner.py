@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
+from typing import Any
 
 import pytest
 from asyncua.client.client import Client
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
+from pymodbus.server import ModbusTcpServer
 from sim_support import read_all_modbus
 
 from agent.config import ModbusSource, OpcuaSource, parse_config
@@ -96,6 +98,26 @@ async def test_stop_and_start_servers_emulate_a_plc_restart() -> None:
         async with Client(sim.opcua_endpoint, timeout=10) as c:
             value = await c.get_node("ns=2;s=Kiln1.FeedRate").read_value()
         assert value == sim.values()["kiln1.feed_tph"]
+
+
+@pytest.mark.asyncio
+async def test_a_restarted_modbus_server_listens_only_once_its_registers_hold_the_plant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client reconnecting the instant a PLC restarts must read the plant, not a zeroed image."""
+    seen: list[list[int]] = []
+    serve = ModbusTcpServer.serve_forever
+
+    async def spy(self: ModbusTcpServer, *args: Any, **kwargs: Any) -> Any:
+        seen.append(list(await self.context.async_getValues(1, 3, 0, 20)))  # holding, as it starts
+        return await serve(self, *args, **kwargs)
+
+    async with SimulatedPlant(speed=0, opcua=False) as sim:
+        monkeypatch.setattr(ModbusTcpServer, "serve_forever", spy)
+        await sim.stop_servers()
+        await sim.start_servers()
+        image = sim.plant.codec.encode(sim.plant.vector())["holding"][:20].tolist()
+    assert any(image) and seen == [image]
 
 
 @pytest.mark.asyncio
