@@ -1,4 +1,4 @@
-"""The auditor's commands: ``baseline fit|show|savings``, ``report``, ``export``, ``backfill`` (CONTRACT §1).
+"""The auditor's commands: ``baseline fit|show|savings``, ``report``, ``export``, ``backfill`` (README, Commands).
 
 Dates are UTC. ``--from`` is inclusive; ``--to`` given as a date includes that whole day (it means
 "up to the end of that day"), given as a timestamp it is an exclusive end.
@@ -14,7 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.cli import EXIT_OK, EXIT_USAGE, CliError
+from common.cli import EXIT_OK, EXIT_USAGE, CliError
+from common.values import to_utc
 
 if TYPE_CHECKING:
     import duckdb
@@ -138,7 +139,7 @@ def parse_when(text: str, *, end: bool = False, what: str = "date") -> datetime:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
         raise CliError(f"{what} {text!r} is not YYYY-MM-DD or an ISO 8601 timestamp", EXIT_USAGE) from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return to_utc(dt)
 
 
 def _range(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:

@@ -27,6 +27,7 @@ import polars as pl
 from agent import storage
 from agent.config import Config, parse_config
 from agent.views import create_views
+from common.values import to_utc
 from rules.alerts import AlertEvent, episodes
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def backfill(
     if start is None:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         start = today - timedelta(days=days)
-    start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+    start = to_utc(start)
     end = start + timedelta(days=days)
     try:
         model = PlantModel(scenario=scenario, seed=seed, start=start)
@@ -137,7 +138,7 @@ def backfill(
     # engine's live staleness limit (default 30 s) would blank every 1-min window.
     stale = max(cfg.agent.stale_after_secs, 2 * sample_every_secs)
     replay_cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"stale_after_secs": stale})})
-    result = evaluate_history(replay_cfg, samples, load_rules(cfg))
+    result = evaluate_history(replay_cfg.rule_settings(), samples, load_rules(cfg.rule_settings()))
     kpi = result.kpi_rows.filter(pl.col("ts") < end)
     storage.insert_frame(con, "kpi", kpi)
     _store_alerts(con, result.events, end)

@@ -1,4 +1,4 @@
-"""An MQTT broker on loopback for ``kilnwatch demo`` when no broker is configured (CONTRACT §1).
+"""An MQTT broker on loopback for ``kilnwatch demo`` when no broker is configured (README, Commands).
 
 Debian's ``mosquitto`` is used when it is installed (a generated config in a temporary directory,
 one listener, no persistence); otherwise the pure-Python ``amqtt`` broker runs in-process. Either

@@ -1,4 +1,4 @@
-"""The ``kilnwatch`` command line (CONTRACT §1).
+"""The ``kilnwatch`` command line (README, "Commands").
 
 Every command answers ``--help``; bad arguments or files give one line and a non-zero exit, never a
 traceback. Subcommands live next to the code they drive: each module offers ``register(sub)``.
@@ -7,54 +7,12 @@ traceback. Subcommands live next to the code they drive: each module offers ``re
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from agent.config import Config, ConfigError, load_config
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit code attached."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def add_config_arg(p: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """``--config FILE``, defaulting to ``$KILNWATCH_CONFIG`` (CONTRACT §1)."""
-    env = os.environ.get("KILNWATCH_CONFIG")
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        default=env,
-        required=required and env is None,
-        help="config file (TOML); default $KILNWATCH_CONFIG",
-    )
-
-
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """Set ``stop`` on SIGINT/SIGTERM so long-running commands shut down cleanly (flush, offline).
-
-    ``add_signal_handler`` is missing on some platforms and outside the main thread; there the
-    default handlers stay (Ctrl-C still interrupts).
-    """
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+from common.cli import EXIT_OK, EXIT_USAGE, CliError, Handler, add_config_arg
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -74,7 +32,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     from rules.engine import RulePackError, load_rules
 
     try:
-        load_rules(cfg)
+        load_rules(cfg.rule_settings())
     except RulePackError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
@@ -96,26 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arg(p)
     p.set_defaults(func=_cmd_check_config)
 
-    from agent import commands
+    # Command groups live next to the code they drive; each offers ``register(sub)``. The agent
+    # imports them (never the reverse): the simulator gets the config loader handed in.
+    from agent import audit_cli, commands
+    from connectors import probe
+    from simulator import cli as simulator_cli
 
     commands.register(sub)
-    for module in _optional_command_modules():
-        module.register(sub)
+    simulator_cli.register(sub, load_config=config_from_args)
+    probe.register(sub)
+    audit_cli.register(sub)
     return parser
-
-
-def _optional_command_modules() -> list[Any]:
-    """Command groups of other packages; each has ``register(sub)``."""
-    import importlib
-
-    mods: list[Any] = []
-    for name in ("simulator.cli", "connectors.probe", "agent.audit_cli"):
-        try:
-            mods.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return mods
 
 
 def main(argv: Sequence[str] | None = None) -> int:

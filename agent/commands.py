@@ -14,8 +14,9 @@ from pathlib import Path
 
 import polars as pl
 
-from agent.cli import EXIT_OK, CliError, add_config_arg, config_from_args, stop_on_signals
+from agent.cli import config_from_args
 from agent.config import Config, MqttSection, parse_config
+from common.cli import EXIT_OK, CliError, add_config_arg, stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def _check_rules(cfg: Config) -> None:
     from rules.engine import RulePackError, load_rules
 
     try:
-        load_rules(cfg)
+        load_rules(cfg.rule_settings())
     except RulePackError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
@@ -124,7 +125,7 @@ def _print_kpis(console: object, cfg: Config, frame: pl.DataFrame) -> None:
     from rules.engine import compute_kpis
 
     assert isinstance(console, Console)
-    kpis = compute_kpis(cfg, frame, window_secs=60)
+    kpis = compute_kpis(cfg.rule_settings(), frame, window_secs=60)
     t = Table(title="KPIs from this poll", title_justify="left")
     for col in ("asset", "kpi", "value", "unit", "reason"):
         t.add_column(col, justify="right" if col == "value" else "left")
@@ -150,7 +151,8 @@ def write_sped_up_pack(directory: Path, speed: float) -> Path:
     Rules run on wall-clock time while ``demo --speed X`` runs the plant X times faster; without
     this a fault in the demo would need the rule's full ``for`` (15-30 min) of real time to alert.
     """
-    from rules.engine import builtin_pack_text, parse_duration
+    from common.durations import parse_duration
+    from rules.engine import builtin_pack_text
 
     _, text = builtin_pack_text()
     lines: list[str] = [f"# kilnwatch demo: built-in rules with durations divided by {speed:g}"]

@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 
 from agent.mv_store import first_row
+from agent.storage import transaction
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +79,9 @@ def export_parquet(
             raise ValueError(f"unknown table {t!r}")
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
-    with no_progress_bar(con):
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for table in names:
-                counts[table] = _export_table(con, out, table, start=start, end=end, site=site)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    with no_progress_bar(con), transaction(con):
+        for table in names:
+            counts[table] = _export_table(con, out, table, start=start, end=end, site=site)
     log.info("exported %s to %s", ", ".join(f"{t}={n}" for t, n in counts.items()), out)
     return counts
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics: logs are for state changes, metrics for throughput (STYLE.md rule 7).
+"""Prometheus metrics: logs are for state changes, metrics for throughput (docs/architecture.md).
 
 Names follow ``kilnwatch_<component>_<noun>_<unit>`` (Vector's convention). The registry is per
 agent instance so tests can run several agents in one process.

@@ -1,4 +1,4 @@
-"""MQTT publishing of alerts, KPI snapshots and agent status (CONTRACT §4).
+"""MQTT publishing of alerts, KPI snapshots and agent status (docs/mqtt.md).
 
 This is the only module that imports paho-mqtt. :class:`MqttLink` is one long-running task of the
 agent: it connects (TLS and username/password when configured), reconnects with jittered capped
@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import random
 import ssl
 import threading
@@ -53,6 +52,8 @@ from agent.outbox import (
     prune_delivered,
     to_json,
 )
+from common.backoff import Backoff
+from common.values import finite, iso_utc
 from rules.alerts import sanitise
 
 log = logging.getLogger(__name__)
@@ -135,33 +136,6 @@ def parse_url(url: str) -> BrokerAddress:
     return BrokerAddress(parts.hostname, port or (8883 if tls else 1883), tls)
 
 
-class Backoff:
-    """Jittered, capped exponential delays between reconnect attempts.
-
-    The n-th delay is drawn uniformly from ``[max(min, cap/2), cap]`` with
-    ``cap = min(max_secs, min_secs * 2**n)``: never below ``min_secs``, never above ``max_secs``,
-    and spread so that a fleet of agents does not reconnect in lock-step after a broker restart.
-    """
-
-    def __init__(self, min_secs: float, max_secs: float, rng: random.Random | None = None) -> None:
-        self.min_secs = min_secs
-        self.max_secs = max(max_secs, min_secs)
-        self._rng = rng or random.Random()
-        self._attempt = 0
-
-    def next(self) -> float:
-        cap = min(self.max_secs, self.min_secs * 2 ** min(self._attempt, 30))
-        self._attempt += 1
-        return self._rng.uniform(max(self.min_secs, cap / 2), cap)
-
-    def slow(self) -> float:
-        """Delay after a refusal that will not fix itself (credentials, certificates)."""
-        return self._rng.uniform(max(self.min_secs, self.max_secs / 2), self.max_secs)
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-
 class KpiThrottle:
     """Publish-by-exception for KPI snapshots (pure: no clock, no I/O).
 
@@ -179,7 +153,7 @@ class KpiThrottle:
 
     def due(self, asset: str, ts: datetime, kpis: KpiValues) -> bool:
         """Whether to publish this snapshot; if so it becomes the reference for the next offers."""
-        snapshot = {k: (_finite(v), u) for k, (v, u) in kpis.items()}
+        snapshot = {k: (finite(v), u) for k, (v, u) in kpis.items()}
         last = self._last.get(asset)
         if last is None or self._moved(last[1], snapshot) or not self._fresh(last[0], ts):
             self._last[asset] = (ts, snapshot)
@@ -206,22 +180,13 @@ class KpiThrottle:
         return False
 
 
-def _finite(v: float | None) -> float | None:
-    return v if v is not None and math.isfinite(v) else None
-
-
-def _iso(ts: datetime) -> str:
-    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    return ts.isoformat().replace("+00:00", "Z")
-
-
 def kpi_payload(site: str, asset: str, ts: datetime, kpis: KpiValues) -> dict[str, Any]:
-    """CONTRACT §4: ``{"ts", "site", "asset", "kpis": {name: {"value", "unit"}}}``."""
+    """docs/mqtt.md: ``{"ts", "site", "asset", "kpis": {name: {"value", "unit"}}}``."""
     return {
-        "ts": _iso(ts),
+        "ts": iso_utc(ts),
         "site": site,
         "asset": asset,
-        "kpis": {name: {"value": _finite(v), "unit": unit} for name, (v, unit) in kpis.items()},
+        "kpis": {name: {"value": finite(v), "unit": unit} for name, (v, unit) in kpis.items()},
     }
 
 
@@ -547,7 +512,7 @@ class MqttLink:
         self._loop_thread = threading.get_ident()
         self._db = self._con.cursor()
         self._db.execute("SET TimeZone = 'UTC'")
-        backoff = Backoff(self._cfg.reconnect_min_secs, self._cfg.reconnect_max_secs, self._rng)
+        backoff = Backoff(self._cfg.reconnect_min_secs, self._cfg.reconnect_max_secs, rng=self._rng)
         try:
             self._maintain(force=True)
             while True:
@@ -587,7 +552,7 @@ class MqttLink:
                 if self._cfg.protocol == "auto" and self._protocol == "5":
                     return self._fall_back("closed the connection")
                 self._network_failure("closed the connection before CONNACK")
-                return backoff.next()
+                return backoff.next_delay()
             except ssl.SSLError as exc:  # includes certificate verification failures
                 self._say("tls", f"MQTT TLS handshake with {self._addr} failed: {_ssl_reason(exc)}")
                 return backoff.slow()
@@ -596,10 +561,10 @@ class MqttLink:
                     # some MQTT 3.1.1 brokers (amqtt) stall on a v5 CONNECT instead of refusing it
                     return self._fall_back("did not answer")
                 self._network_failure(f"no CONNACK within {self._connack_timeout:g} s")
-                return backoff.next()
+                return backoff.next_delay()
             except OSError as exc:
                 self._network_failure(exc.strerror or str(exc))
-                return backoff.next()
+                return backoff.next_delay()
             except ValueError as exc:  # paho's own checks of host, port or topic
                 self._say("value", f"MQTT cannot connect to {self._addr}: {exc}")
                 return backoff.slow()
@@ -612,7 +577,7 @@ class MqttLink:
                 await self._goodbye(wire)
                 raise
             self._on_disconnected(wire)
-            return backoff.next()
+            return backoff.next_delay()
         finally:
             self._wire = None
             wire.teardown()
@@ -833,7 +798,7 @@ class MqttLink:
 
     # -- helpers ------------------------------------------------------------------------------
     def _status(self, state: Literal["online", "offline"], *, reason: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"state": state, "site": self._site, "ts": _iso(datetime.now(UTC))}
+        out: dict[str, Any] = {"state": state, "site": self._site, "ts": iso_utc(datetime.now(UTC))}
         if reason is not None:
             out["reason"] = reason
         if state == "online":
@@ -846,7 +811,7 @@ class MqttLink:
             "state": "offline",
             "site": self._site,
             "reason": "connection lost",
-            "online_since": _iso(datetime.now(UTC)),
+            "online_since": iso_utc(datetime.now(UTC)),
         }
 
     def _check_password(self) -> None:

@@ -16,7 +16,7 @@ How a name becomes a per-period value (documented for auditors in docs/auditors.
    (a drop - meter reset or rollover - voids its interval), scaled to the period length. Anything
    else is a time-weighted mean (:func:`rules.mv.aggregation_for`).
 4. A period enters a fit only when complete and covered by data for at least 90 % of its time
-   (DOMAIN §7, CalTRACK data sufficiency). Values are full-period equivalents; the live current
+   (docs/kpis.md §7, CalTRACK data sufficiency). Values are full-period equivalents; the live current
    period carries ``fraction`` (elapsed share) so that expected and actual cover the same time.
 """
 
@@ -34,6 +34,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from agent.storage import transaction
+from common.values import to_utc
 from rules.kpi import KPI_ROW_SCHEMA
 from rules.mv import (
     GRANULARITIES,
@@ -90,13 +92,8 @@ def first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
 # Time helpers
 
 
-def as_utc(ts: datetime) -> datetime:
-    """Naive datetimes are UTC (CONTRACT §3: all timestamps are UTC)."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
 def floor_period(ts: datetime, granularity: str) -> datetime:
-    t = as_utc(ts)
+    t = to_utc(ts)
     if granularity == "hour":
         return t.replace(minute=0, second=0, microsecond=0)
     if granularity == "day":
@@ -118,14 +115,14 @@ def next_period(start: datetime, granularity: str) -> datetime:
 
 def ceil_period(ts: datetime, granularity: str) -> datetime:
     f = floor_period(ts, granularity)
-    return f if f == as_utc(ts) else next_period(f, granularity)
+    return f if f == to_utc(ts) else next_period(f, granularity)
 
 
 def periods(start: datetime, end: datetime, granularity: str) -> list[datetime]:
     """Starts of the periods that intersect ``[start, end)``."""
     out: list[datetime] = []
     p = floor_period(start, granularity)
-    end = as_utc(end)
+    end = to_utc(end)
     while p < end:
         out.append(p)
         p = next_period(p, granularity)
@@ -268,7 +265,7 @@ def _series_stats(
     sql = _SERIES_SQL.format(table=table, where=where, bucket=_BUCKETS[granularity])
     out: dict[datetime, tuple[float | None, float, float | None, float | None]] = {}
     for period, mean, covered, inc, inc_secs in con.execute(sql, params).fetchall():
-        out[as_utc(period)] = (mean, float(covered or 0.0), inc, inc_secs)
+        out[to_utc(period)] = (mean, float(covered or 0.0), inc, inc_secs)
     return out
 
 
@@ -290,7 +287,7 @@ def period_frame(
     coverage of any variable over that share. With ``single_span`` the whole window is one row and
     ``fraction`` is its length over the nominal period of ``granularity`` (rule hook).
     """
-    start, end = as_utc(start), as_utc(end)
+    start, end = to_utc(start), to_utc(end)
     if end <= start:
         raise MVError("the end of a period range must be after its start")
     if single_span:
@@ -368,7 +365,7 @@ def fit_from_db(
     """Aggregate the baseline period and fit; returns the baseline and the periods it used."""
     if granularity not in GRANULARITIES:
         raise MVError(f"granularity must be one of {', '.join(GRANULARITIES)}")
-    start, end = as_utc(start), as_utc(end)
+    start, end = to_utc(start), to_utc(end)
     names = [target, *drivers]
     if len(set(names)) != len(names):
         raise MVError("target and drivers must be distinct")
@@ -466,7 +463,7 @@ def _row_to_baseline(row: Sequence[Any]) -> Baseline:
     for k in ("driver_min", "driver_max", "driver_mean", "driver_sd"):
         d[k] = tuple(float(v) for v in (d[k] or ()))
     for k in ("period_from", "period_to", "fitted_at"):
-        d[k] = as_utc(d[k])
+        d[k] = to_utc(d[k])
     for k in ("f_pvalue", "target_mean", "r2", "adj_r2", "cv_rmse", "nmbe", "intercept"):
         d[k] = math.nan if d[k] is None else float(d[k])
     d["target_kind"] = d["target_kind"] or aggregation_for(d["target"]).kind
@@ -596,7 +593,7 @@ def compute_savings(
     baseline, so the CUSUM always runs from its first stored period. Returns rows and warnings.
     """
     start = floor_period(start if start is not None else b.period_to, b.granularity)
-    end = as_utc(end) if end is not None else data_end(con, b, start)
+    end = to_utc(end) if end is not None else data_end(con, b, start)
     warnings: list[str] = []
     if start < b.period_to:
         warnings.append("the reporting range overlaps the baseline period: savings there are not independent")
@@ -610,18 +607,13 @@ def compute_savings(
             f"{n_gaps} period(s) have under {min_coverage:.0%} data coverage: no savings computed"
         )
     if store:
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(
                 "DELETE FROM mv_savings WHERE baseline_id = ? AND ts >= ? AND ts < ?",
                 [b.baseline_id, start, end],
             )
             _insert_savings(con, rows)
             _recompute_cumulative(con, b.baseline_id)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     return rows, warnings
 
 
@@ -652,7 +644,7 @@ def data_end(con: duckdb.DuckDBPyConnection, b: Baseline, start: datetime) -> da
             )
         if row is None or row[0] is None:
             return now
-        t = as_utc(row[0])
+        t = to_utc(row[0])
         last = t if last is None or t < last else last
     assert last is not None
     return min(now, next_period(floor_period(last, b.granularity), b.granularity))
@@ -677,7 +669,7 @@ def update_savings(con: duckdb.DuckDBPyConnection, site: str, now: datetime) -> 
     over several calls. A baseline whose variables have no data in that range is skipped until data
     arrives.
     """
-    now = as_utc(now)
+    now = to_utc(now)
     written = 0
     for b in live_baselines(con, site):
         rep_start = ceil_period(b.period_to, b.granularity)
@@ -690,7 +682,7 @@ def update_savings(con: duckdb.DuckDBPyConnection, site: str, now: datetime) -> 
                 [b.baseline_id, current, _FULL],
             )
         )
-        last = as_utc(row[0]) if row is not None and row[0] is not None else None
+        last = to_utc(row[0]) if row is not None and row[0] is not None else None
         resume = max(rep_start, next_period(last, b.granularity)) if last is not None else rep_start
         # Bounded work per call: a baseline whose reporting period began long ago catches up over
         # several calls instead of stalling the agent's loop once.
@@ -704,14 +696,9 @@ def update_savings(con: duckdb.DuckDBPyConnection, site: str, now: datetime) -> 
             continue
         cum0 = _cumulative_before(con, b.baseline_id, resume)
         rows = _savings_rows(b, frame, cumulative_start=cum0, min_coverage=MIN_COVERAGE)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute("DELETE FROM mv_savings WHERE baseline_id = ? AND ts >= ?", [b.baseline_id, resume])
             written += _insert_savings(con, rows)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     return written
 
 
@@ -741,7 +728,7 @@ def recent_deviation(
     """``baseline_deviation_pct`` of ``asset`` over the last ``hours``: 100·(actual − expected)/expected.
 
     Positive = the asset used more than its baseline predicts for the same drivers (the sign a
-    "consumption too high" rule wants; DOMAIN §8 mill inefficiency: > 10 %). Uses the asset's latest
+    "consumption too high" rule wants; docs/kpis.md §8 mill inefficiency: > 10 %). Uses the asset's latest
     baseline (for ``target`` if given). None when there is no baseline or too little data.
     """
     if hours <= 0:
@@ -752,7 +739,7 @@ def recent_deviation(
     if not candidates:
         return None
     b = max(candidates, key=lambda x: x.fitted_at)
-    end = as_utc(now) if now is not None else datetime.now(UTC)
+    end = to_utc(now) if now is not None else datetime.now(UTC)
     start = end - timedelta(hours=hours)
     try:
         variables = [resolve_variable(con, site, asset, n, start, end) for n in (b.target, *b.drivers)]
@@ -782,7 +769,7 @@ def recent_deviations(
 
     What the daemon feeds the rule engine every minute (``mill.specific_power.above_baseline``).
     """
-    now = as_utc(now)
+    now = to_utc(now)
     return {
         asset: recent_deviation(con, site, asset, hours, now=now)
         for asset in sorted({b.asset for b in live_baselines(con, site)})
@@ -793,7 +780,7 @@ def deviation_kpi_rows(
     con: duckdb.DuckDBPyConnection, site: str, now: datetime, *, hours: float = 1.0
 ) -> pl.DataFrame:
     """``baseline_deviation_pct`` of every asset with a baseline, as ``kpi`` rows (ts = window start)."""
-    now = as_utc(now)
+    now = to_utc(now)
     rows: list[dict[str, Any]] = [
         {
             "ts": now - timedelta(hours=hours),

@@ -1,6 +1,6 @@
 """The durable MQTT outbox: alerts are written to DuckDB before anyone tries to send them.
 
-A broker outage, a network cut or an agent restart delays alerts but never loses them (CONTRACT §4):
+A broker outage, a network cut or an agent restart delays alerts but never loses them (docs/mqtt.md):
 :func:`record_events` stores each alert transition in the ``alerts`` table *and* queues its MQTT
 message in the ``outbox`` table in one transaction, so either both exist or neither does. The
 publisher (:mod:`agent.mqtt`) sends undelivered rows in ``seq`` order and marks a row delivered only
@@ -16,7 +16,6 @@ connection (DuckDB connections are not thread-safe; use ``con.cursor()`` per thr
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,8 @@ from typing import Any, cast
 
 import duckdb
 
+from agent.storage import transaction
+from common.values import finite, finite_json, to_utc
 from rules.alerts import AlertEvent, AlertState, Severity, episodes, sanitise
 
 OUTBOX_DDL: tuple[str, ...] = (
@@ -39,7 +40,7 @@ OUTBOX_DDL: tuple[str, ...] = (
     )""",
 )
 
-#: QoS of alert messages (CONTRACT §4: QoS 1, not retained).
+#: QoS of alert messages (docs/mqtt.md: QoS 1, not retained).
 ALERT_QOS = 1
 
 _ALERT_COLUMNS = (
@@ -70,28 +71,7 @@ def alert_topic(event: AlertEvent) -> str:
 
 def to_json(payload: dict[str, Any]) -> str:
     """Compact UTF-8 JSON; NaN/inf (not valid JSON) become null."""
-    return json.dumps(_finite(payload), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    """Timestamps are UTC (CONTRACT §3); a naive datetime is taken to be UTC already."""
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def _num(v: float | None) -> float | None:
-    return v if v is not None and math.isfinite(v) else None
+    return json.dumps(finite_json(payload), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def record_events(con: duckdb.DuckDBPyConnection, events: Sequence[AlertEvent]) -> None:
@@ -119,7 +99,7 @@ def _record(con: duckdb.DuckDBPyConnection, events: Sequence[AlertEvent]) -> Non
     merged = episodes(events)
     alert_params: list[Any] = []
     for first, last in merged:
-        resolved_at = _utc(last.resolved_at or last.ts) if last.state == "resolved" else None
+        resolved_at = to_utc(last.resolved_at or last.ts) if last.state == "resolved" else None
         alert_params += [
             first.alert_id,
             first.site,
@@ -127,10 +107,10 @@ def _record(con: duckdb.DuckDBPyConnection, events: Sequence[AlertEvent]) -> Non
             first.rule,
             first.severity,
             last.state,
-            _utc(first.started_at),
+            to_utc(first.started_at) if first.started_at is not None else None,
             resolved_at,
-            _num(first.value),
-            _num(first.threshold),
+            finite(first.value),
+            finite(first.threshold),
             first.unit,
             first.message,
         ]
@@ -139,8 +119,7 @@ def _record(con: duckdb.DuckDBPyConnection, events: Sequence[AlertEvent]) -> Non
         outbox_params += [alert_topic(ev), to_json(ev.payload()), ALERT_QOS, now]
     alert_values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(merged))
     outbox_values = ", ".join(["(?, ?, ?, ?)"] * len(events))
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES {alert_values} "
             "ON CONFLICT (alert_id) DO UPDATE SET state = excluded.state, resolved_at = excluded.resolved_at",
@@ -149,10 +128,6 @@ def _record(con: duckdb.DuckDBPyConnection, events: Sequence[AlertEvent]) -> Non
         con.execute(
             f"INSERT INTO outbox (topic, payload, qos, created_at) VALUES {outbox_values}", outbox_params
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def load_open_alerts(con: duckdb.DuckDBPyConnection, site: str) -> list[AlertEvent]:

@@ -1,6 +1,6 @@
 """The daemon: sources -> bounded queue -> DuckDB + recent window -> rule engine -> outbox/MQTT.
 
-Structured concurrency (STYLE.md rule 6): one ``asyncio.TaskGroup`` holds a named task per source,
+Structured concurrency (docs/architecture.md): one ``asyncio.TaskGroup`` holds a named task per source,
 the writer, the evaluator and the MQTT link. The sample queue is bounded; when it is full a poller
 waits (backpressure), and because pollers schedule drift-free and skip missed ticks, a stuck disk
 shows up as skipped polls in the metrics rather than as unbounded memory.
@@ -113,9 +113,9 @@ class Agent:
 
     def _start_engine(self) -> None:
         from agent.outbox import load_open_alerts
-        from rules.engine import RuleEngine, load_rules
+        from rules.engine import RuleEngine
 
-        self.engine = RuleEngine(self.cfg, load_rules(self.cfg))
+        self.engine = RuleEngine(self.cfg.rule_settings())
         self._window_dtype = self.engine.tag_dtype
         self._window.clear()  # frames kept before the engine existed have String tags
         open_alerts = load_open_alerts(self.con, self.site)
@@ -318,7 +318,7 @@ class Agent:
         """Keep today's ``mv_savings`` rows and the rules' baseline deviations current (once a minute).
 
         ``baseline_deviation_pct`` (last hour against each asset's live M&V baseline) goes to the
-        rule engine for ``mill.specific_power.above_baseline`` (DOMAIN §8 mill inefficiency). The
+        rule engine for ``mill.specific_power.above_baseline`` (docs/kpis.md §8 mill inefficiency). The
         queries read an hour of samples per baseline variable, so they run on a second connection in
         a worker thread (MVCC snapshot) instead of stalling the pollers on the event loop.
         """

@@ -28,10 +28,11 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from agent import mv_store
-from agent.config import TAG_ROLES, as_tag_list
 from agent.export import no_progress_bar
 from agent.mv_store import first_row
 from agent.views import ensure_views
+from common.values import to_utc
+from rules.assets import TAG_ROLES, as_tag_list
 from rules.grades import GB16780_LIMITS
 from rules.mv import Baseline, MVError, per_unit, percent_savings
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 HOURLY_TRENDS_MAX_DAYS = 14
 MAX_SHIFT_ROWS = 150
 MAX_ALERT_ROWS = 30
-#: kcal per kgce (GB/T 2589, DOMAIN §1): a kgce/t limit x 7 is the same limit in kcal/kg clinker.
+#: kcal per kgce (GB/T 2589, docs/kpis.md §1): a kgce/t limit x 7 is the same limit in kcal/kg clinker.
 KCAL_PER_KGCE = 7000.0
 GRADE_COLOURS = ("#2e7d32", "#f9a825", "#c62828")
 
@@ -69,7 +70,7 @@ def write_report(
     from rich.console import Console
     from rich.progress import Progress
 
-    start, end = mv_store.as_utc(start), mv_store.as_utc(end)
+    start, end = to_utc(start), to_utc(end)
     ensure_views(con)
     doc = _Doc()
     steps: list[tuple[str, Callable[[], None]]] = [
@@ -278,7 +279,7 @@ def _heat(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime,
     frame, res = _trend(con, site, "specific_heat_kcal_per_kg_clinker", start, end)
     if frame.height:
         coal = GB16780_LIMITS["clinker_coal_kgce_per_t"]
-        coal_kcal = (coal[0] * 7, coal[1] * 7, coal[2] * 7)  # kgce/t x 7000 kcal/kgce / 1000 kg/t (DOMAIN §1)
+        coal_kcal = (coal[0] * 7, coal[1] * 7, coal[2] * 7)  # kgce/t x 7000 kcal/kgce / 1000 kg/t (docs/kpis.md §1)
 
         def deco(ax: Any) -> None:
             _grade_lines(ax, coal_kcal, "GB 16780 coal")

@@ -1,15 +1,16 @@
-"""DuckDB storage: the auditor's interface (CONTRACT §3).
+"""DuckDB storage: the auditor's interface (docs/auditors.md).
 
 One file per site. Samples arrive as Polars frames and are inserted with one
-``INSERT ... SELECT`` per flush from the registered frame (LIBRARIES.md: ~1.2 ms per 1k rows;
+``INSERT ... SELECT`` per flush from the registered frame (docs/libraries.md: ~1.2 ms per 1k rows;
 ``executemany`` is ~700x slower and never used for ingest). All timestamps are UTC.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ import duckdb
 import polars as pl
 
 if TYPE_CHECKING:
-    from agent.config import Asset
+    from rules.assets import Asset
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,22 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     if not read_only:
         ensure_schema(con)
     return con
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN`` ... ``COMMIT``; ``ROLLBACK`` and re-raise on any exception, cancellation included.
+
+    The one way kilnwatch groups statements that must land together (an alert and its outbox row,
+    a baseline's savings rows, a consistent export), so a crash or a full disk never leaves half.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:

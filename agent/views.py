@@ -1,4 +1,4 @@
-"""Auditor views over the ``kpi`` and ``alerts`` tables (CONTRACT §3).
+"""Auditor views over the ``kpi`` and ``alerts`` tables (docs/auditors.md).
 
 ``v_kpi_hourly`` averages, per site/asset/KPI and UTC hour, the rows of the *finest* KPI window
 stored for that hour (1-min rows when present, else 15-min, else 1-h), so the same number comes out
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SHIFTS: tuple[str, ...] = ("06:00", "14:00", "22:00")
 
-#: KPIs pivoted into ``v_shift_report`` (CONTRACT §5 names); absent KPIs are NULL for an asset.
+#: KPIs pivoted into ``v_shift_report`` (docs/kpis.md names); absent KPIs are NULL for an asset.
 SHIFT_KPIS: tuple[str, ...] = (
     "clinker_tph",
     "specific_heat_kcal_per_kg_clinker",

@@ -154,7 +154,8 @@ def _cpu() -> float:
 
 
 def _source(protocol: str, tags: int, port: int, mode: str) -> Any:
-    from agent.config import ModbusSource, OpcuaSource
+    from connectors.modbus_config import ModbusSource
+    from connectors.opcua_config import OpcuaSource
 
     common = {"name": "bench", "poll_interval_ms": 1000, "timeout_ms": 3000}
     if protocol == "modbus":

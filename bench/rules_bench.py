@@ -269,7 +269,7 @@ class RssSampler:
 # ------------------------------------------------------------------------------ full pack (child)
 def child_full(path: str, n_tags: int, enum: bool) -> dict[str, Any]:
     cfg, _, _ = build_config(n_tags)
-    rules = load_rules(cfg)
+    rules = load_rules(cfg.rule_settings())
     frame = pl.read_ipc(path)  # Arrow IPC keeps the Enum types
     if not enum:
         frame = frame.with_columns(pl.col("tag").cast(pl.String), pl.col("quality").cast(pl.String))
@@ -278,7 +278,7 @@ def child_full(path: str, n_tags: int, enum: bool) -> dict[str, Any]:
     sampler = RssSampler()
     with sampler:
         t, cpu = time.perf_counter(), time.process_time()
-        result = evaluate_history(cfg, frame, rules)
+        result = evaluate_history(cfg.rule_settings(), frame, rules)
         secs, cpu = time.perf_counter() - t, time.process_time() - cpu
     return {
         "secs": secs,
@@ -321,7 +321,7 @@ class PerRowPack:
 
     def __init__(self, cfg: Config, rules: list[Rule]) -> None:
         self.cfg = cfg
-        self.model = AssetModel.from_config(cfg)
+        self.model = AssetModel.build(cfg.rule_settings())
         self.assets = list(cfg.assets)
         self.rules = rules
         self.minute: dict[str, list[float]] = {}
@@ -495,7 +495,7 @@ def run_baseline(cfg: Config, frame: pl.DataFrame, warm_until: datetime) -> tupl
 
     The warm-up fills its rolling hour, so the timed part pays the steady-state cost per minute.
     """
-    rules = load_rules(cfg)
+    rules = load_rules(cfg.rule_settings())
     pack = PerRowPack(cfg, rules)
     rows = frame.select("ts", pl.col("tag").cast(pl.String), "value", pl.col("quality").cast(pl.String))
     warm = rows.filter(pl.col("ts") < warm_until)
@@ -537,7 +537,7 @@ def run_ticks(
     Every tick counts in the median and p95, including those that close 1-min/15-min/hourly windows.
     """
     cfg, tags, base = build_config(n_tags)
-    engine = RuleEngine(cfg)
+    engine = RuleEngine(cfg.rule_settings())
     model = engine.model
     if freeze:
         gc.collect()
@@ -648,7 +648,7 @@ def main() -> None:
             sl = make_samples(tags, base, START, (warm_minutes + base_minutes) * 60, seed=7)
             secs, timed_rows, pack = run_baseline(cfg, sl, START + timedelta(minutes=warm_minutes))
             t = time.perf_counter()
-            vec = evaluate_history(cfg, sl)
+            vec = evaluate_history(cfg.rule_settings(), sl)
             vsecs = time.perf_counter() - t
             nvals, worst = compare(pack, vec.kpi_rows)
             per_sample = secs / timed_rows

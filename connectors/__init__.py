@@ -6,7 +6,7 @@ This package module holds what every connector shares and nothing protocol-speci
 * :class:`ConnectorStats` — the counters the agent exports as Prometheus metrics;
 * :class:`PollTicker` — drift-free poll scheduling (tick *k* is at ``start + k * interval``; a late
   poll skips the ticks it missed instead of firing them back to back);
-* :class:`Backoff` — jittered, capped exponential reconnect delays;
+* :data:`SourceConfig` — a ``[[sources]]`` entry of any protocol (each protocol owns its model);
 * :class:`SourceHealth` — one log line when a source goes down, one when it recovers;
 * :func:`apply_scaling` — ``value = raw * scale + offset`` and the plausible-range check.
 
@@ -19,25 +19,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 
 from connectors.base import Quality
+from connectors.modbus_config import ModbusSource
+from connectors.opcua_config import OpcuaSource
 
 if TYPE_CHECKING:
-    from agent.config import ModbusSource, OpcuaSource
     from connectors.base import Connector
 
+#: One ``[[sources]]`` entry; ``type`` picks the protocol's model.
+SourceConfig = Annotated[ModbusSource | OpcuaSource, Field(discriminator="type")]
+
 __all__ = [
-    "Backoff",
     "ConnectorStats",
     "PollTicker",
+    "SourceConfig",
     "SourceHealth",
     "apply_scaling",
     "make_connector",
@@ -45,7 +49,7 @@ __all__ = [
 
 
 def make_connector(source: ModbusSource | OpcuaSource) -> Connector:
-    """The connector for one configured source (``[[sources]]`` entry, CONTRACT §2)."""
+    """The connector for one configured source (``[[sources]]`` entry, docs/configuration.md)."""
     if source.type == "modbus":
         from connectors.modbus import ModbusConnector
 
@@ -125,29 +129,6 @@ async def sleep_until(deadline: float, clock: Callable[[], float] = time.monoton
     delay = deadline - clock()
     if delay > 0:
         await asyncio.sleep(delay)
-
-
-class Backoff:
-    """Jittered, capped exponential delays between reconnect attempts.
-
-    Attempt *n* (from 0) waits a uniformly random time in ``[min, min(max, min * 2**n)]``: the
-    first retry is quick, a long outage settles at ``max``, and many agents restarted together do
-    not hammer a PLC in lockstep ("full jitter" with a floor).
-    """
-
-    def __init__(self, min_secs: float, max_secs: float, *, rng: random.Random | None = None) -> None:
-        self.min = min_secs
-        self.max = max(max_secs, min_secs)
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        ceiling = min(self.max, self.min * 2.0 ** min(self.attempt, 60))
-        self.attempt += 1
-        return self._rng.uniform(self.min, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class SourceHealth:

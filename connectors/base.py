@@ -14,10 +14,28 @@ from typing import Protocol
 
 import numpy as np
 import polars as pl
+from pydantic import Field
+
+from common.models import StrictModel
+
+
+class SourceBase(StrictModel):
+    """Keys every ``[[sources]]`` entry has, whatever its protocol."""
+
+    #: Unique name; appears in logs, metrics and the ``source_status`` table.
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    poll_interval_ms: int = Field(default=1000, ge=10)
+    #: One request (or connection attempt) taking longer than this is a communication error.
+    timeout_ms: int = Field(default=1000, ge=10)
+    #: Reconnect delays grow from min to max (jittered, common/backoff.py).
+    reconnect_min_ms: int = Field(default=500, ge=10)
+    reconnect_max_ms: int = Field(default=30_000, ge=10)
+    #: A disabled source stays in the file but is not polled.
+    enabled: bool = True
 
 
 class Quality(enum.StrEnum):
-    """Quality flag stored with every sample (CONTRACT §3)."""
+    """Quality flag stored with every sample (docs/auditors.md)."""
 
     GOOD = "good"
     STALE = "stale"

@@ -39,8 +39,8 @@ from numpy.typing import NDArray
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from agent.config import ModbusSource, ModbusTag
-from connectors import Backoff, ConnectorStats, PollTicker, SourceHealth
+from common.backoff import Backoff
+from connectors import ConnectorStats, PollTicker, SourceHealth
 from connectors.base import (
     ConnectError,
     DeviceException,
@@ -50,6 +50,7 @@ from connectors.base import (
     sample_frame,
 )
 from connectors.modbus_codec import MAX_BITS, MAX_REGISTERS, CompiledPlan, ReadBlock, block_of, plan_reads
+from connectors.modbus_config import ModbusSource, ModbusTag
 
 log = logging.getLogger(__name__)
 

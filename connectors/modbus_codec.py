@@ -23,9 +23,9 @@ from typing import Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from agent.config import REGISTER_WIDTH, ModbusTag
 from connectors import apply_scaling, range_arrays
 from connectors.base import Quality
+from connectors.modbus_config import REGISTER_WIDTH, ModbusTag
 
 Table = Literal["holding", "input", "coil", "discrete"]
 Order = Literal["big", "little"]
@@ -279,7 +279,7 @@ class CompiledPlan:
         """Values and qualities of every tag in plan order.
 
         A tag of a block that failed this poll gets null and ``bad``; a value outside the tag's
-        ``min``/``max`` (or not finite) keeps its value and gets ``bad`` (CONTRACT §3 qualities).
+        ``min``/``max`` (or not finite) keeps its value and gets ``bad`` (docs/auditors.md qualities).
         """
         raw = np.zeros(len(self.positions), dtype=np.float64)
         for g in self._groups:

@@ -67,9 +67,9 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError, UaStringParsingError
 from numpy.typing import NDArray
 
-from agent.config import OpcuaSource, OpcuaTag
+from common.backoff import Backoff
+from common.values import to_utc
 from connectors import (
-    Backoff,
     ConnectorStats,
     PollTicker,
     SourceHealth,
@@ -78,6 +78,7 @@ from connectors import (
     sleep_until,
 )
 from connectors.base import SAMPLE_SCHEMA, ConnectError, Quality, now_utc, sample_frame
+from connectors.opcua_config import OpcuaSource, OpcuaTag
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,6 @@ def quality_of_status(code: int) -> Quality:
     return Quality.COMM_ERROR if sub in _COMM_ERROR_CODES else Quality.BAD
 
 
-def _as_utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
-
-
 def datavalue_sample(dv: ua.DataValue, received: datetime) -> tuple[float, str, datetime]:
     """``(raw value, quality, timestamp)`` of one DataValue (before scaling).
 
@@ -154,10 +151,10 @@ def datavalue_sample(dv: ua.DataValue, received: datetime) -> tuple[float, str, 
     ts = dv.SourceTimestamp or dv.ServerTimestamp or received
     value = dv.Value.Value if dv.Value is not None else None
     if quality in (Quality.BAD, Quality.COMM_ERROR) and code >> 31:
-        return float("nan"), quality.value, _as_utc(ts)
+        return float("nan"), quality.value, to_utc(ts)
     if isinstance(value, bool | int | float):
-        return float(value), quality.value, _as_utc(ts)
-    return float("nan"), Quality.BAD.value, _as_utc(ts)
+        return float(value), quality.value, to_utc(ts)
+    return float("nan"), Quality.BAD.value, to_utc(ts)
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -194,7 +191,7 @@ def decode_datavalues(
         ts = dv.SourceTimestamp or dv.ServerTimestamp or received
         us = cache.get(ts)
         if us is None:
-            us = cache[ts] = (_as_utc(ts) - _EPOCH) // _MICROSECOND
+            us = cache[ts] = (to_utc(ts) - _EPOCH) // _MICROSECOND
         stamps.append(us)
     code = np.array(codes, dtype=np.uint32)
     values = np.array(raw, dtype=np.float64)

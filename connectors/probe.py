@@ -24,7 +24,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from agent.cli import EXIT_OK, EXIT_USAGE, CliError
+from common.cli import EXIT_OK, EXIT_USAGE, CliError
 from connectors.base import ConnectorError
 from connectors.modbus_codec import BIT_TABLES, DATA_TYPES, ORDERS, decode_all_orders
 

@@ -1,4 +1,4 @@
-"""Alert events: what the rule engine emits and the outbox stores and MQTT publishes (CONTRACT §4)."""
+"""Alert events: what the rule engine emits and the outbox stores and MQTT publishes (docs/mqtt.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def sanitise(part: str) -> str:
-    """Topic part per CONTRACT §4: anything outside ``[A-Za-z0-9_.-]`` becomes ``_``."""
+    """Topic part per docs/mqtt.md: anything outside ``[A-Za-z0-9_.-]`` becomes ``_``."""
     return _UNSAFE.sub("_", part) or "_"
 
 
@@ -41,7 +41,7 @@ class AlertEvent:
     resolved_at: datetime | None = None
 
     def payload(self) -> dict[str, Any]:
-        """The MQTT JSON payload (CONTRACT §4); timestamps ISO-8601 UTC."""
+        """The MQTT JSON payload (docs/mqtt.md); timestamps ISO-8601 UTC."""
         d = asdict(self)
         for k in ("started_at", "ts", "resolved_at"):
             v = d[k]

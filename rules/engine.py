@@ -1,4 +1,4 @@
-"""The rule engine: rule packs (CONTRACT §6), incremental KPI windows and alert events.
+"""The rule engine: rule packs (docs/rules.md), incremental KPI windows and alert events.
 
 ``RuleEngine.tick(window, now)`` is what the agent calls every ``evaluate_every_secs``. It reads only
 the rows of ``window`` that are new since the previous tick (binary search on the time-ordered
@@ -28,9 +28,11 @@ from typing import Any, cast, get_args
 import numpy as np
 import polars as pl
 
-from agent.config import AssetType, Config
+from common.durations import parse_duration
+from common.values import finite
 from rules import constants as C
 from rules.alerts import AlertEvent, Severity
+from rules.assets import AssetType, RuleSettings
 from rules.expr import Condition, ExprError, name_columns, parse_condition, single_name, to_polars
 from rules.grades import AssetGrades, grade
 from rules.kpi import (
@@ -89,7 +91,6 @@ RULE_KEYS = frozenset(
     }
 )
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh])")
 
 
 class RulePackError(Exception):
@@ -103,7 +104,7 @@ class RulePackError(Exception):
 # ------------------------------------------------------------------------------------------ rules
 @dataclass(frozen=True)
 class Rule:
-    """One rule of a pack, its conditions parsed once (CONTRACT §6 plus ``window``/``asset_type``)."""
+    """One rule of a pack, its conditions parsed once (docs/rules.md plus ``window``/``asset_type``)."""
 
     id: str
     asset: str
@@ -138,25 +139,6 @@ class Rule:
     def value_name(self) -> str | None:
         cmp = self.when.first_comparison()
         return single_name(cmp.left) if cmp is not None else None
-
-
-def parse_duration(value: object) -> float:
-    """``"10m"``, ``"1h30m"``, ``"45s"`` or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration like '10m', '30s' or '1h'")
-    if isinstance(value, int | float):
-        if value < 0 or not math.isfinite(value):
-            raise ValueError("must be a non-negative number of seconds")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError("a duration like '10m', '30s' or '1h'")
-    text = value.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
-    parts = _DURATION.findall(text)
-    if not parts or _DURATION.sub("", text).strip():
-        raise ValueError(f"{value!r} is not a duration like '10m', '30s', '1h' or '1h30m'")
-    return sum(float(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
 
 
 def _check_template(template: str) -> str | None:
@@ -337,7 +319,7 @@ def builtin_pack_text() -> tuple[str, str]:
     return f"<built-in>/{BUILTIN_PACK}", res.read_text(encoding="utf-8")
 
 
-def load_rules(cfg: Config) -> list[Rule]:
+def load_rules(settings: RuleSettings) -> list[Rule]:
     """The built-in pack, then each of ``agent.rule_files`` in order; a later id replaces an earlier one.
 
     Raises :class:`RulePackError` with one line per problem, e.g.
@@ -346,7 +328,7 @@ def load_rules(cfg: Config) -> list[Rule]:
     problems: list[str] = []
     by_id: dict[str, Rule] = {}
     sources = [builtin_pack_text()]
-    for f in cfg.agent.rule_files:
+    for f in settings.rule_files:
         try:
             sources.append((f, Path(f).read_text(encoding="utf-8")))
         except OSError as exc:
@@ -360,7 +342,7 @@ def load_rules(cfg: Config) -> list[Rule]:
         for rid in disabled:
             if by_id.pop(rid, None) is None:
                 log.info("%s: rule %r disabled but not declared before", label, rid)
-    problems.extend(AssetModel.from_config(cfg).problems)
+    problems.extend(AssetModel.build(settings).problems)
     if problems:
         raise RulePackError(problems)
     return [r for r in by_id.values() if r.enabled]
@@ -371,7 +353,7 @@ def load_rules(cfg: Config) -> list[Rule]:
 class TickResult:
     """What one tick produced (see :meth:`RuleEngine.tick`)."""
 
-    #: KPI rows of windows that closed since the previous tick (CONTRACT §3 ``kpi`` + good_fraction, reason).
+    #: KPI rows of windows that closed since the previous tick (docs/auditors.md ``kpi`` + good_fraction, reason).
     kpi_rows: pl.DataFrame
     #: asset -> kpi -> (value, unit): current 1-min values for MQTT and the terminal.
     latest: dict[str, dict[str, tuple[float | None, str]]]
@@ -394,15 +376,17 @@ class _Compiled:
 class RuleEngine:
     """Incremental KPI windows and alert state for one site (see the module docstring)."""
 
-    def __init__(self, cfg: Config, rules: list[Rule] | None = None) -> None:
-        self.cfg = cfg
-        self.site = cfg.agent.site
-        self.model = AssetModel.from_config(cfg)
-        self.rules = load_rules(cfg) if rules is None else [r for r in rules if r.enabled]
+    def __init__(
+        self, settings: RuleSettings, rules: list[Rule] | None = None, *, model: AssetModel | None = None
+    ) -> None:
+        self.settings = settings
+        self.site = settings.site
+        self.model = AssetModel.build(settings) if model is None else model
+        self.rules = load_rules(settings) if rules is None else [r for r in rules if r.enabled]
         self.tracker = AlertTracker(self.site)
         #: the window's ``tag`` type: dictionary codes that are the model's dense tag index
         self._tag_enum = self.model.tag_enum
-        self._stale_us = int(cfg.agent.stale_after_secs * US)
+        self._stale_us = int(settings.stale_after_secs * US)
         self._lateness_us = int(C.ALLOWED_LATENESS_SECS * US)
         self._disorder_us = int(C.MAX_DISORDER_SECS * US)
         #: minute start -> that minute's statistics per role tag (one-row dense arrays)
@@ -745,7 +729,7 @@ class RuleEngine:
 
     def _remember_hourly(self, frame: pl.DataFrame) -> None:
         for row in frame.iter_rows(named=True):
-            self._hourly[row["asset"]] = {k: _finite(row.get(k)) for k in _GRADE_KPIS}
+            self._hourly[row["asset"]] = {k: finite(row.get(k)) for k in _GRADE_KPIS}
 
     def _grades(self, latest: dict[str, dict[str, tuple[float | None, str]]]) -> dict[str, AssetGrades]:
         out: dict[str, AssetGrades] = {}
@@ -774,8 +758,8 @@ class RuleEngine:
                 grade(
                     ind,
                     v,
-                    altitude_m=self.cfg.agent.altitude_m,
-                    site_pressure_pa=self.cfg.agent.site_pressure_pa,
+                    altitude_m=self.settings.altitude_m,
+                    site_pressure_pa=self.settings.site_pressure_pa,
                 )
                 for ind, k in indicators
                 if (v := values.get(k)) is not None
@@ -840,8 +824,8 @@ class RuleEngine:
             aid,
             started,
             now,
-            _finite(value),
-            _finite(threshold),
+            finite(value),
+            finite(threshold),
             suppressed=obs.suppressed is True,
         )
 
@@ -925,13 +909,6 @@ def _picker(idx: Sequence[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     return operator.itemgetter(*idx)
 
 
-def _finite(v: object) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    f = float(cast(float, v))
-    return f if math.isfinite(f) else None
-
-
 def _from_us(us: int) -> datetime:
     return datetime.fromtimestamp(us // US, tz=UTC).replace(microsecond=us % US)
 
@@ -984,7 +961,7 @@ class HistoryResult:
 
 
 def evaluate_history(
-    cfg: Config,
+    settings: RuleSettings,
     samples: pl.DataFrame,
     rules: list[Rule] | None = None,
     *,
@@ -997,7 +974,7 @@ def evaluate_history(
     tick at that time would (without the live staleness check, which has no meaning for history);
     the only sequential part is the per-pair state machine, skipped while idle.
     """
-    engine = RuleEngine(cfg, rules)
+    engine = RuleEngine(settings, rules)
     model = engine.model
     if samples.height == 0 or not model.assets:
         return HistoryResult(empty_kpi_rows(), [])

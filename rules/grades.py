@@ -1,7 +1,7 @@
-"""GB 16780-2021 energy consumption grades (DOMAIN §3).
+"""GB 16780-2021 energy consumption grades (docs/kpis.md §3).
 
 Grade 1 is the most stringent (advanced value), grade 3 the limit every existing line must meet.
-The values are those encoded in an open-source standard-definition module ([GB-enc] in DOMAIN.md:
+The values are those encoded in an open-source standard-definition module ([GB-enc] in docs/kpis.md:
 secondary source, the standard text itself is paywalled), so they are data here, not logic.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Upper limits of grades 1, 2, 3 per indicator (DOMAIN §3 table). Units in the key.
+#: Upper limits of grades 1, 2, 3 per indicator (docs/kpis.md §3 table). Units in the key.
 GB16780_LIMITS: dict[str, tuple[float, float, float]] = {
     "clinker_energy_kgce_per_t": (100.0, 107.0, 117.0),
     "clinker_coal_kgce_per_t": (94.0, 100.0, 109.0),
@@ -18,11 +18,11 @@ GB16780_LIMITS: dict[str, tuple[float, float, float]] = {
     "cement_preparation_kwh_per_t": (26.0, 29.0, 34.0),
 }
 
-#: Cement comprehensive-energy limit change per +1 %-point of clinker ratio above 75 % (DOMAIN §3, cl. 5.4).
+#: Cement comprehensive-energy limit change per +1 %-point of clinker ratio above 75 % (docs/kpis.md §3, cl. 5.4).
 CEMENT_CLINKER_RATIO_CORRECTION: tuple[float, float, float] = (1.10, 1.15, 1.20)
 CEMENT_REFERENCE_CLINKER_RATIO_PCT = 75.0
 
-#: Altitude correction of grade 3 above 1500 m: K = 1.179 - 0.211 * P/101325 (DOMAIN §3, cl. 5.3 eq. 1).
+#: Altitude correction of grade 3 above 1500 m: K = 1.179 - 0.211 * P/101325 (docs/kpis.md §3, cl. 5.3 eq. 1).
 ALTITUDE_CORRECTION_ABOVE_M = 1500.0
 STANDARD_PRESSURE_PA = 101_325.0
 
@@ -40,7 +40,7 @@ class Grade:
 
 
 def altitude_factor(site_pressure_pa: float) -> float:
-    """K = 1.179 - 0.211 * (P_site / 101325) (DOMAIN §3; worked example 2: 80 kPa -> 1.012)."""
+    """K = 1.179 - 0.211 * (P_site / 101325) (docs/kpis.md §3; worked example 2: 80 kPa -> 1.012)."""
     return 1.179 - 0.211 * (site_pressure_pa / STANDARD_PRESSURE_PA)
 
 

@@ -1,4 +1,4 @@
-"""Cement energy KPIs (DOMAIN §1-§5, §8) as Polars expressions, evaluated per asset per window.
+"""Cement energy KPIs (docs/kpis.md §1-§5, §8) as Polars expressions, evaluated per asset per window.
 
 Pipeline, all vectorised:
 
@@ -12,7 +12,7 @@ Pipeline, all vectorised:
    tags against under 1 ms). :func:`wide_signals` gives the one-column-per-tag view for display.
 3. :meth:`AssetModel.kpi_frame` - KPI columns ``<kpi>``, ``<kpi>__reason``, ``<kpi>__gf``, including
    the cross-asset ones (mill power allocated to clinker, WHR credited to its kiln).
-4. :meth:`AssetModel.kpi_rows` - long rows as stored in the ``kpi`` table (CONTRACT §3).
+4. :meth:`AssetModel.kpi_rows` - long rows as stored in the ``kpi`` table (docs/auditors.md).
 
 A KPI whose denominator is below its minimum (kiln stopped, mill idle) or whose input has no good
 data is NULL with a ``reason``; it is never inf, NaN or huge.
@@ -30,14 +30,15 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from agent.config import TAG_ROLES, Asset, Config
+from common.values import to_utc
 from rules import constants as C
+from rules.assets import TAG_ROLES, Asset, RuleSettings
 
 # ------------------------------------------------------------------------------------ vocabulary
 #: The NCV role names a tag in the config (``fuel_ncv_tag``) but is a value in MJ/kg to the KPIs.
 NCV = "fuel_ncv_mj_per_kg"
 
-#: Signal roles as seen by KPIs and rules (CONTRACT §2), by asset type.
+#: Signal roles as seen by KPIs and rules (docs/configuration.md), by asset type.
 ROLES_BY_TYPE: dict[str, tuple[str, ...]] = {
     t: tuple(NCV if r == "fuel_ncv_tag" else r for r in roles) for t, roles in TAG_ROLES.items()
 }
@@ -45,7 +46,7 @@ ALL_ROLES: tuple[str, ...] = tuple(dict.fromkeys(r for rs in ROLES_BY_TYPE.value
 
 
 def role_aggregation(role: str) -> str:
-    """How the tags of a role combine: flows and powers add up (CONTRACT §2); temperatures,
+    """How the tags of a role combine: flows and powers add up (docs/configuration.md); temperatures,
     concentrations and fineness of several measuring points are averaged; run flags take the max."""
     if role.endswith(("_tph", "_kw")):
         return "sum"
@@ -70,7 +71,7 @@ PARAMS: tuple[str, ...] = (
 
 #: Names fed from outside the sample stream (:meth:`rules.engine.RuleEngine.set_external`), NULL
 #: until fed: ``baseline_deviation_pct`` = 100·(actual − expected)/expected of the asset's live M&V
-#: baseline over the last hour (DOMAIN §8 mill inefficiency: kWh/t > EnB prediction × 1.10).
+#: baseline over the last hour (docs/kpis.md §8 mill inefficiency: kWh/t > EnB prediction × 1.10).
 EXTERNAL: tuple[str, ...] = ("baseline_deviation_pct",)
 
 
@@ -290,7 +291,7 @@ def tag_stats(
     ``label``: put every row in one window with this start instead (a trailing window at "now").
     ``last_good``: also the time of the last good sample (staleness; NULL when not asked for).
     ``tag`` may be a String, Categorical or Enum column; ``quality`` a String or Enum column. The
-    input is aggregated in one pass without sorting (LIBRARIES.md: keep data time-major).
+    input is aggregated in one pass without sorting (docs/libraries.md: keep data time-major).
     """
     us = int(window_secs * 1_000_000)
     good = good_sample()
@@ -394,17 +395,17 @@ def _inherit(*kpis: str) -> list[Check]:
 
 
 def _stage_a() -> list[list[pl.Expr]]:
-    """Per-asset KPIs from the asset's own roles (DOMAIN §1, §2, §4, §5, §8). Several passes."""
+    """Per-asset KPIs from the asset's own roles (docs/kpis.md §1, §2, §4, §5, §8). Several passes."""
     feed, f_ratio, fuel, ncv = _c("kiln_feed_tph"), _c("feed_to_clinker"), _c("fuel_tph"), _c(NCV)
     power, mill_feed, min_tph = _c("power_kw"), _c("feed_tph"), _c("min_product_tph")
     is_kiln = _c("type") == "kiln"
-    clinker = feed / f_ratio  # DOMAIN §1: clinker from kiln feed, m_cl = m_feed / F
+    clinker = feed / f_ratio  # docs/kpis.md §1: clinker from kiln feed, m_cl = m_feed / F
     kiln_checks: list[Check] = [
         (feed.is_null(), C.REASON_NO_DATA),
         (clinker < min_tph, C.REASON_KILN_STOPPED),
     ]
     fuel_checks: list[Check] = [((fuel.is_null() | ncv.is_null()), C.REASON_NO_DATA)]
-    heat = fuel * ncv  # t/h x MJ/kg = GJ/h (DOMAIN §1, worked example 1: 17 x 25 = 425 GJ/h)
+    heat = fuel * ncv  # t/h x MJ/kg = GJ/h (docs/kpis.md §1, worked example 1: 17 x 25 = 425 GJ/h)
     shc = heat * 1000.0 / clinker  # MJ/t clinker
     o2_out, o2_in = _c("ph_exit_o2_pct"), _c("kiln_inlet_o2_pct")
     gen, aux = _c("generator_kw"), _c("aux_kw")
@@ -431,7 +432,7 @@ def _stage_a() -> list[list[pl.Expr]]:
         ),
         _kpi(
             "preheater_false_air_pct",
-            # DOMAIN §8: % of inlet gas = (O2_out - O2_in) / (21 - O2_out) x 100 (ex. 2: 15.43 %)
+            # docs/kpis.md §8: % of inlet gas = (O2_out - O2_in) / (21 - O2_out) x 100 (ex. 2: 15.43 %)
             (o2_out - o2_in) / (C.AIR_O2_PCT - o2_out) * 100.0,
             [
                 (o2_out.is_null() | o2_in.is_null(), C.REASON_NO_DATA),
@@ -439,7 +440,7 @@ def _stage_a() -> list[list[pl.Expr]]:
             ],
             _gf("ph_exit_o2_pct", "kiln_inlet_o2_pct"),
         ),
-        _kpi("whr_net_kw", gen - aux, [], _gf("generator_kw", "aux_kw")),  # DOMAIN §5
+        _kpi("whr_net_kw", gen - aux, [], _gf("generator_kw", "aux_kw")),  # docs/kpis.md §5
         _kpi(
             "compressor_share_pct",
             _c("compressor_kw") / power * 100.0,
@@ -468,21 +469,21 @@ def _stage_a() -> list[list[pl.Expr]]:
     ]
     mj = _c("specific_heat_mj_per_t_clinker")
     second: list[_KpiExprs | pl.Expr] = [
-        # DOMAIN §1: 1 kcal/kg = 4.1868 MJ/t (worked example 1: 3778 MJ/t -> 902.3 kcal/kg)
+        # docs/kpis.md §1: 1 kcal/kg = 4.1868 MJ/t (worked example 1: 3778 MJ/t -> 902.3 kcal/kg)
         _kpi(
             "specific_heat_kcal_per_kg_clinker",
             mj / C.KJ_PER_KCAL,
             _inherit("specific_heat_mj_per_t_clinker"),
             _c("specific_heat_mj_per_t_clinker__gf"),
         ),
-        # DOMAIN §3: fuel term = MJ/t / 29.3076 MJ/kgce (worked example 1: 128.9 kgce/t)
+        # docs/kpis.md §3: fuel term = MJ/t / 29.3076 MJ/kgce (worked example 1: 128.9 kgce/t)
         _kpi(
             "clinker_coal_kgce_per_t",
             mj / C.MJ_PER_KGCE,
             _inherit("specific_heat_mj_per_t_clinker"),
             _c("specific_heat_mj_per_t_clinker__gf"),
         ),
-        # DOMAIN §4: calcination EF + fuel GJ/t x fuel EF kg CO2/GJ (worked example 1: 882.4 kg/t)
+        # docs/kpis.md §4: calcination EF + fuel GJ/t x fuel EF kg CO2/GJ (worked example 1: 882.4 kg/t)
         _kpi(
             "co2_kg_per_t_clinker",
             _c("calcination_co2_kg_per_t") + mj / 1000.0 * _c("fuel_co2_kg_per_gj"),
@@ -494,14 +495,14 @@ def _stage_a() -> list[list[pl.Expr]]:
 
 
 def _stage_c(net_whr: bool) -> list[list[pl.Expr]]:
-    """Cross-asset KPIs, after mills, WHR and kiln figures were joined onto each row (DOMAIN §2, §3, §5)."""
+    """Cross-asset KPIs, after mills, WHR and kiln figures were joined onto each row (docs/kpis.md §2, §3, §5)."""
     is_kiln = _c("type") == "kiln"
     cl = _c("_clinker_raw")
     min_tph = _c("min_product_tph")
     f_ratio = _c("feed_to_clinker")
     has_raw, has_coal, has_whr = _c("_has_raw"), _c("_has_coal"), _c("_has_whr")
     raw_kw, raw_feed, coal_kw, coal_feed = _c("_raw_kw"), _c("_raw_feed"), _c("_coal_kw"), _c("_coal_feed")
-    # DOMAIN §2: clinker comprehensive electricity allocates raw-meal grinding via F (kWh/t raw meal x
+    # docs/kpis.md §2: clinker comprehensive electricity allocates raw-meal grinding via F (kWh/t raw meal x
     # t raw meal per t clinker) and coal grinding via the coal/clinker ratio. A stopped mill's standby
     # draw is charged per t clinker as measured.
     raw_part = (
@@ -543,7 +544,7 @@ def _stage_c(net_whr: bool) -> list[list[pl.Expr]]:
             power_checks,
             power_gf,
         ),
-        # DOMAIN §5: gross and net WHR generation per t of the credited kiln's clinker (ex. 2: 41.28 / 37.92)
+        # docs/kpis.md §5: gross and net WHR generation per t of the credited kiln's clinker (ex. 2: 41.28 / 37.92)
         _kpi(
             "whr_kwh_per_t_clinker",
             _c("generator_kw") / kcl,
@@ -558,7 +559,7 @@ def _stage_c(net_whr: bool) -> list[list[pl.Expr]]:
         ),
     ]
     second: list[_KpiExprs | pl.Expr] = [
-        # DOMAIN §3: comprehensive = fuel term + electricity x 0.1229 kgce/kWh (ex. 1: 128.9 + 6.760)
+        # docs/kpis.md §3: comprehensive = fuel term + electricity x 0.1229 kgce/kWh (ex. 1: 128.9 + 6.760)
         _kpi(
             "clinker_energy_kgce_per_t",
             _c("clinker_coal_kgce_per_t") + _c("clinker_power_kwh_per_t") * C.KGCE_PER_KWH,
@@ -777,8 +778,8 @@ class AssetModel:
 
     # -------------------------------------------------------------- construction
     @classmethod
-    def from_config(cls, cfg: Config) -> AssetModel:
-        assets = tuple(cfg.assets)
+    def build(cls, settings: RuleSettings) -> AssetModel:
+        assets = tuple(settings.assets)
         by_id = {a.id: a for a in assets}
         kilns = [a for a in assets if a.type == "kiln"]
         problems: list[str] = []
@@ -836,7 +837,7 @@ class AssetModel:
             return max(C.MIN_PRODUCT_TPH, frac)
 
         def calcination(a: Asset) -> float:
-            # DOMAIN §4 composition method when the clinker analysis is configured, else the default.
+            # docs/kpis.md §4 composition method when the clinker analysis is configured, else the default.
             if a.clinker_cao_pct is not None or a.clinker_mgo_pct is not None:
                 return (a.clinker_cao_pct or 0.0) * C.CAO_CO2_KG_PER_T_PER_PCT + (
                     a.clinker_mgo_pct or 0.0
@@ -914,7 +915,7 @@ class AssetModel:
         kpis_by_asset: dict[str, tuple[KpiSpec, ...]] = {}
         available: dict[str, frozenset[str]] = {}
         units: dict[str, dict[str, str]] = {}
-        tag_units = cfg.tag_units()
+        tag_units = dict(settings.tag_units)
         for a in assets:
             roles = {NCV if r == "fuel_ncv_tag" else r for r in a.roles()}
             if a.type == "kiln" and a.fuel_ncv_mj_per_kg is not None:
@@ -943,7 +944,7 @@ class AssetModel:
             units[a.id] = u
 
         model = cls(
-            site=cfg.agent.site,
+            site=settings.site,
             assets=assets,
             role_map=role_map,
             params=params,
@@ -952,7 +953,7 @@ class AssetModel:
             tags=frozenset(role_map["tag"].to_list()),
             roles_used=roles_used,
             units=units,
-            net_whr=cfg.agent.net_whr_in_comprehensive_power,
+            net_whr=settings.net_whr_in_comprehensive_power,
             problems=tuple(problems),
             applicable=pl.DataFrame(
                 [(a, k.name, k.unit) for a, specs in kpis_by_asset.items() for k in specs],
@@ -1198,7 +1199,7 @@ class AssetModel:
             cols.append(pl.Series(f"{role}__gf", good.reshape(-1), dtype=pl.Float64, nan_to_null=True))
         frame = self.params.gather(np.tile(np.arange(n_a), n_w)) if n_w else self.params.clear()
         frame = frame.with_columns(cols)
-        # NCV: the tag when one is configured, else the configured constant (DOMAIN §1).
+        # NCV: the tag when one is configured, else the configured constant (docs/kpis.md §1).
         return frame.with_columns(
             pl.when(pl.col("_ncv_from_tag")).then(pl.col(NCV)).otherwise(pl.col("_ncv_const")).alias(NCV),
             pl.when(pl.col("_ncv_from_tag")).then(pl.col(f"{NCV}__gf")).otherwise(1.0).alias(f"{NCV}__gf"),
@@ -1270,7 +1271,7 @@ class AssetModel:
         return j
 
     def kpi_rows(self, kpis: pl.DataFrame, window_secs: int) -> pl.DataFrame:
-        """Long ``kpi`` rows (CONTRACT §3) for the KPIs that apply to each asset.
+        """Long ``kpi`` rows (docs/auditors.md) for the KPIs that apply to each asset.
 
         ``kpis`` is in :meth:`evaluate` order (window-major, assets in config order), so flattening
         each row's KPI columns in catalogue order (a row-major reshape) gives rows sorted by window,
@@ -1374,13 +1375,13 @@ def window_range(first_us: int, last_us: int, window_secs: int) -> pl.Series:
     return pl.Series("window", range(lo, hi + us, us), dtype=pl.Int64)
 
 
-def compute_kpis(cfg: Config, samples: pl.DataFrame, window_secs: int) -> pl.DataFrame:
+def compute_kpis(settings: RuleSettings, samples: pl.DataFrame, window_secs: int) -> pl.DataFrame:
     """KPI rows for every window from the first to the last sample (batch and backfill).
 
     Pure: same columns as :attr:`rules.engine.TickResult.kpi_rows`; windows without any sample in
     between get NULL rows ("no good data"). Staleness does not apply to history.
     """
-    model = AssetModel.from_config(cfg)
+    model = AssetModel.build(settings)
     if samples.height == 0 or not model.assets:
         return empty_kpi_rows()
     ts = samples.get_column("ts").dt.epoch("us")
@@ -1408,7 +1409,5 @@ def wide_signals(samples: pl.DataFrame, window_secs: int, tags: Sequence[str] | 
 
 def to_us(ts: datetime) -> int:
     """Epoch microseconds of an aware datetime (naive means UTC)."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = to_utc(ts) - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -1,9 +1,9 @@
-"""Measurement & verification: regression energy baselines, avoided energy and CUSUM (DOMAIN §7).
+"""Measurement & verification: regression energy baselines, avoided energy and CUSUM (docs/kpis.md §7).
 
 Pure functions over numpy arrays and Polars frames; the DuckDB side (aggregation of periods,
 storage) lives in :mod:`agent.mv_store`.
 
-Conventions, pinned here because the literature differs (DOMAIN §7):
+Conventions, pinned here because the literature differs (docs/kpis.md §7):
 
 * Model: ordinary least squares with an intercept, ``y = b0 + b1*x1 + ... + bk*xk``.
 * ``p`` = number of fitted parameters **including the intercept** (k + 1); ``n - p`` is the
@@ -30,31 +30,33 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from common.values import to_utc
+
 FloatArray = npt.NDArray[np.float64]
 Granularity = Literal["hour", "day", "month"]
 AggKind = Literal["integrate", "counter", "mean"]
 
 GRANULARITIES: tuple[str, ...] = ("hour", "day", "month")
 
-# EnPI Lite "Valid Model Requirements" (DOMAIN §7 [ENPI]).
+# EnPI Lite "Valid Model Requirements" (docs/kpis.md §7 [ENPI]).
 ENPI_MODEL_P_MAX = 0.10  # overall F-test p-value
 ENPI_VARIABLE_P_MAX = 0.20  # every variable
 ENPI_BEST_VARIABLE_P_MAX = 0.10  # at least one variable
 ENPI_R2_MIN = 0.50
-#: Reporting-period driver check: within the baseline range or within mean ± 3 SD (DOMAIN §7 [ENPI]).
+#: Reporting-period driver check: within the baseline range or within mean ± 3 SD (docs/kpis.md §7 [ENPI]).
 DRIVER_SD_LIMIT = 3.0
 
 #: Too few periods for a trustworthy fit: fewer than a year of months, or fewer than this many points
-#: per driver (rule of thumb, [U] in DOMAIN terms; a warning, not an error).
+#: per driver (rule of thumb, [U] in docs/kpis.md; a warning, not an error).
 MIN_POINTS = 12
 MIN_POINTS_PER_DRIVER = 10
 
-#: ASHRAE Guideline 14 calibration criteria, (CV(RMSE) %, |NMBE| %) by data granularity (DOMAIN §7).
+#: ASHRAE Guideline 14 calibration criteria, (CV(RMSE) %, |NMBE| %) by data granularity (docs/kpis.md §7).
 #: G14 defines monthly and hourly criteria only; daily data is held to the hourly ones.
 G14_LIMITS: dict[str, tuple[float, float]] = {"month": (15.0, 5.0), "day": (30.0, 10.0), "hour": (30.0, 10.0)}
 
 #: A period enters a fit or a savings row only with at least this fraction of its time covered by
-#: data (CalTRACK daily data sufficiency ≥ 0.9, DOMAIN §7 [EEM]).
+#: data (CalTRACK daily data sufficiency ≥ 0.9, docs/kpis.md §7 [EEM]).
 MIN_COVERAGE = 0.9
 
 
@@ -194,7 +196,7 @@ def ols(y: npt.ArrayLike, x: npt.ArrayLike) -> OlsFit:
     if rank < p:
         raise MVError("drivers are collinear or constant over the baseline period: the fit is not unique")
     fitted = design @ params
-    resid = yv - fitted  # measured - predicted (DOMAIN §7)
+    resid = yv - fitted  # measured - predicted (docs/kpis.md §7)
     dof = n - p
     sse = float(resid @ resid)
     y_mean = float(yv.mean())
@@ -240,7 +242,7 @@ def ols(y: npt.ArrayLike, x: npt.ArrayLike) -> OlsFit:
 
 
 def enpi_lite_checks(fit: OlsFit, drivers: Sequence[str]) -> list[str]:
-    """Reasons the model fails the EnPI Lite validity requirements (DOMAIN §7); empty = valid."""
+    """Reasons the model fails the EnPI Lite validity requirements (docs/kpis.md §7); empty = valid."""
     problems: list[str] = []
     if not fit.f_pvalue < ENPI_MODEL_P_MAX:
         problems.append(f"model F-test p = {fit.f_pvalue:.3g} is not < {ENPI_MODEL_P_MAX} (EnPI Lite)")
@@ -379,7 +381,7 @@ def fit_baseline(
         if b < 0:
             warnings.append(
                 f"negative slope for {name} ({b:.4g}): energy falls as {name} rises - check the driver "
-                "(CalTRACK rejects negative coefficients, DOMAIN §7)"
+                "(CalTRACK rejects negative coefficients, docs/kpis.md §7)"
             )
     cv_lim, nmbe_lim = G14_LIMITS[granularity]
     if fit.cv_rmse > cv_lim:
@@ -438,7 +440,7 @@ def fit_baseline(
 
 def _as_datetime(v: object) -> datetime:
     if isinstance(v, datetime):
-        return v if v.tzinfo is not None else v.replace(tzinfo=UTC)
+        return to_utc(v)
     raise MVError(f"ts column must hold datetimes, got {type(v).__name__}")
 
 
@@ -461,7 +463,7 @@ def savings(baseline: Baseline, frame: pl.DataFrame, *, cumulative_start: float 
     ``frame`` holds one row per period: ``ts``, the target (actual, full-period equivalent) and
     every driver. An optional ``fraction`` column (share of the period elapsed, 1 for complete
     periods) scales expected and actual of an extensive target, so the live current period is
-    compared like for like. Sign: avoided = expected − actual ("up is good", DOMAIN §7 CUSUM);
+    compared like for like. Sign: avoided = expected − actual ("up is good", docs/kpis.md §7 CUSUM);
     ``cumulative_avoided`` starts from ``cumulative_start``.
     """
     if baseline.target not in frame.columns:
@@ -510,7 +512,7 @@ def deviation_pct(expected: float, actual: float) -> float | None:
 def reporting_warnings(baseline: Baseline, frame: pl.DataFrame) -> list[str]:
     """Cautions when reporting-period drivers leave the range the baseline was fitted on.
 
-    EnPI Lite (DOMAIN §7): the reporting-period mean of each driver must lie within the baseline
+    EnPI Lite (docs/kpis.md §7): the reporting-period mean of each driver must lie within the baseline
     range or within mean ± 3 SD. Individual periods outside the range are counted too, since the
     model extrapolates there.
     """

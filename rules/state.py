@@ -3,12 +3,12 @@
 Pure and deterministic given the evaluation times: no clock is read here. Per rule and asset:
 
 * ``when`` true (and not suppressed) starts *pending*; it fires once ``when`` has held at every
-  evaluation for at least ``for`` (CONTRACT §6). ``when`` false or NULL (no good data) ends pending.
+  evaluation for at least ``for`` (docs/rules.md). ``when`` false or NULL (no good data) ends pending.
 * A firing alert resolves when ``clear`` is true. ``clear`` defaults to "``when`` is not true"; a
   separate ``clear`` threshold gives hysteresis, so a value between the two thresholds never flaps.
   NULL ``clear`` (data missing) keeps the alert firing: an outage never resolves an alert.
 * ``suppress_when`` true: nothing is pending or firing (a firing alert resolves), e.g. while the kiln
-  is stopped or starting up (DOMAIN §8).
+  is stopped or starting up (docs/kpis.md §8).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def step(state: AlertState, now: datetime, obs: Observation, for_secs: float) ->
 
 
 def alert_id(site: str, asset: str, rule: str, started_at: datetime) -> str:
-    """One id per episode (CONTRACT §4: the firing and the resolved message share it)."""
+    """One id per episode (docs/mqtt.md: the firing and the resolved message share it)."""
     return f"{site}:{asset}:{rule}:{started_at:%Y%m%dT%H%M%SZ}"
 
 

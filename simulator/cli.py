@@ -1,4 +1,8 @@
-"""``kilnwatch simulate``: the simulated plant alone, standing in for real PLCs (CONTRACT §1)."""
+"""``kilnwatch simulate``: the simulated plant alone, standing in for real PLCs (README, "Simulator").
+
+The simulator never imports the agent: ``kilnwatch`` hands in its config loader when it registers
+the command, so ``--config`` is read and reported exactly as every other command does.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,32 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from agent.cli import EXIT_OK, EXIT_USAGE, CliError, add_config_arg, config_from_args, stop_on_signals
-from agent.config import ModbusSource, OpcuaSource
+from common.cli import EXIT_OK, EXIT_USAGE, CliError, add_config_arg, stop_on_signals
+from common.durations import format_duration
+from connectors.modbus_config import ModbusSource
+from connectors.opcua_config import OpcuaSource
 from simulator.config_gen import DEFAULT_MODBUS_PORT, DEFAULT_OPCUA_PORT, agent_config_toml
-from simulator.scenarios import CATALOGUE, ScenarioError, describe, format_duration, parse_scenarios
+from simulator.scenarios import CATALOGUE, ScenarioError, describe, parse_scenarios
 from simulator.tagmap import NAMESPACE_INDEX, NAMESPACE_URI, build_tagmap, markdown_table
 
 if TYPE_CHECKING:
     from simulator.runner import SimulatedPlant
+
+
+class _HasSources(Protocol):
+    """What ``simulate --config`` needs of a loaded config: its sources (for the ports)."""
+
+    @property
+    def sources(self) -> Sequence[ModbusSource | OpcuaSource]: ...
+
+
+#: Loads ``--config`` (one line per problem and exit 2 when it is invalid).
+ConfigLoader = Callable[[argparse.Namespace], _HasSources]
 
 
 def _port(text: str) -> int:
@@ -42,7 +60,7 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], *, load_config: ConfigLoader) -> None:
     """Add ``kilnwatch simulate`` to the command line."""
     p = sub.add_parser(
         "simulate",
@@ -90,14 +108,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--list-scenarios", action="store_true", help="list scenarios with expected effects and exit"
     )
-    p.set_defaults(func=_cmd_simulate)
+    p.set_defaults(func=_cmd_simulate, load_config=load_config)
 
 
 def _ports(args: argparse.Namespace) -> tuple[int, int, bool]:
     """Modbus port, OPC UA port, and OPC UA security from flags, then ``--config``, then defaults."""
     modbus, opcua, security = DEFAULT_MODBUS_PORT, DEFAULT_OPCUA_PORT, False
     if args.config:
-        cfg = config_from_args(args)
+        cfg = args.load_config(args)
         for src in cfg.sources:
             if isinstance(src, ModbusSource):
                 modbus = src.port

@@ -1,4 +1,4 @@
-"""Generate the complete agent config (CONTRACT §2) for the simulated plant from the tag map.
+"""Generate the complete agent config (docs/configuration.md) for the simulated plant from the tag map.
 
 The kiln, mill and site signals are read over Modbus TCP (one source for all lines), the WHR signals
 over OPC UA (mode subscribe) — as on a plant where the WHR island has its own DCS. Filler tags go to

@@ -9,13 +9,13 @@ section never changes the noise of another.
 
 Physics is deliberately simple but coupled the way a plant is:
 
-* fuel follows clinker x specific heat (DOMAIN §1) with a fixed radiation loss, so SHC rises at low
-  feed; kiln feed -> clinker by F = 1.6 (DOMAIN §1);
-* false air raises PH exit O2 (two-point method, DOMAIN §8), SHC (~2 kcal/kg per % false air,
-  DOMAIN §8), PH exit temperature, gas volume and ID fan power;
+* fuel follows clinker x specific heat (docs/kpis.md §1) with a fixed radiation loss, so SHC rises at low
+  feed; kiln feed -> clinker by F = 1.6 (docs/kpis.md §1);
+* false air raises PH exit O2 (two-point method, docs/kpis.md §8), SHC (~2 kcal/kg per % false air,
+  docs/kpis.md §8), PH exit temperature, gas volume and ID fan power;
 * drive power follows load with an idle share (mills running empty keep most of their power);
 * WHR generation follows PH exit gas temperature x flow (SP boiler) and cooler air (AQC boiler),
-  DOMAIN §5; raw and coal mills run on silo/bin level hysteresis fed by the kiln's demand;
+  docs/kpis.md §5; raw and coal mills run on silo/bin level hysteresis fed by the kiln's demand;
 * temperatures follow a kiln thermal level (cool-down ~3 h, heat-up ~1 h) with first-order lags;
 * sensor noise per reading, slow Ornstein-Uhlenbeck drifts, Poisson operator setpoint steps,
   transmitter ranges (clamped, flagged), hourly lab values held between samples.
@@ -44,20 +44,20 @@ BArr = npt.NDArray[np.bool_]
 DEFAULT_START: Final = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 MAX_SUBSTEP_SECS: Final = 60.0
 
-# --- Plant constants (DOMAIN references; all defaults of the generated agent config) -------------
-KJ_PER_KCAL: Final = 4.1868  # DOMAIN §1: 1 kcal/kg = 4.1868 MJ/t
-FEED_TO_CLINKER: Final = 1.6  # DOMAIN §1, [SIM] snapshot
-NOMINAL_FEED_TPH: Final = 330.0  # 5,000 t/d line: 330 / 1.6 = 206 t/h clinker (DOMAIN §5: 208 t/h)
+# --- Plant constants (docs/kpis.md; all defaults of the generated agent config) -------------
+KJ_PER_KCAL: Final = 4.1868  # docs/kpis.md §1: 1 kcal/kg = 4.1868 MJ/t
+FEED_TO_CLINKER: Final = 1.6  # docs/kpis.md §1, [SIM] snapshot
+NOMINAL_FEED_TPH: Final = 330.0  # 5,000 t/d line: 330 / 1.6 = 206 t/h clinker (docs/kpis.md §5: 208 t/h)
 NOMINAL_CLINKER_TPH: Final = NOMINAL_FEED_TPH / FEED_TO_CLINKER
-COAL_NCV_MJ_PER_KG: Final = 25.0  # DOMAIN §6: bituminous coal 21-26 MJ/kg
-TARGET_SHC_KCAL_PER_KG: Final = 735.0  # DOMAIN §1: new 5-stage PH+PC < 725; normal band 700-780
-DESIGN_PH_EXIT_TEMP_C: Final = 320.0  # DOMAIN §6: 5-stage 300-340 °C
+COAL_NCV_MJ_PER_KG: Final = 25.0  # docs/kpis.md §6: bituminous coal 21-26 MJ/kg
+TARGET_SHC_KCAL_PER_KG: Final = 735.0  # docs/kpis.md §1: new 5-stage PH+PC < 725; normal band 700-780
+DESIGN_PH_EXIT_TEMP_C: Final = 320.0  # docs/kpis.md §6: 5-stage 300-340 °C
 FIXED_HEAT_LOSS_FRACTION: Final = 0.08  # radiation/shell loss independent of output [U]
-BASE_FALSE_AIR_PCT: Final = 3.5  # DOMAIN §8: good < 5 %
-LEAK_FALSE_AIR_PCT: Final = 16.5  # false_air_leak adds this: ~20 %, DOMAIN §8 critical > 15 %
-SHC_KCAL_PER_FALSE_AIR_PCT: Final = 2.0  # DOMAIN §8: 1.5-2.5 kcal/kg per % false air
+BASE_FALSE_AIR_PCT: Final = 3.5  # docs/kpis.md §8: good < 5 %
+LEAK_FALSE_AIR_PCT: Final = 16.5  # false_air_leak adds this: ~20 %, docs/kpis.md §8 critical > 15 %
+SHC_KCAL_PER_FALSE_AIR_PCT: Final = 2.0  # docs/kpis.md §8: 1.5-2.5 kcal/kg per % false air
 BURNER_SHC_PENALTY: Final = 0.07  # burner_inefficiency: +7 % heat demand
-CALCINER_HEAT_SHARE: Final = 0.60  # DOMAIN §6: 55-62 % of heat
+CALCINER_HEAT_SHARE: Final = 0.60  # docs/kpis.md §6: 55-62 % of heat
 GAS_KNM3_PER_T_CLINKER: Final = 1.45  # PH exit gas ~1.45 Nm³/kg clinker [U]
 NOMINAL_GAS_KNM3_PER_H: Final = GAS_KNM3_PER_T_CLINKER * NOMINAL_CLINKER_TPH
 HEAT_UP_FIRING_FRACTION: Final = 0.35  # main burner only while heating up after a stop [U]
@@ -66,7 +66,7 @@ COAL_MILL_RATED_KW: Final = 800.0
 CEMENT_MILL_RATED_KW: Final = 5600.0  # main drive 4,700 + separator 250 + fan 650
 KILN_RATED_KW: Final = 6000.0
 CEMENT_FEED_TPH: Final = 135.0  # at 3,500 cm²/g; 3,400 -> 140 t/h, 3,600 -> 130 t/h
-# WHR (DOMAIN §5): SP boiler on PH exit gas, AQC boiler on cooler mid-air; 30-45 kWh/t clinker.
+# WHR (docs/kpis.md §5): SP boiler on PH exit gas, AQC boiler on cooler mid-air; 30-45 kWh/t clinker.
 GAS_CP_KJ_PER_NM3_K: Final = 1.45
 AIR_CP_KJ_PER_NM3_K: Final = 1.32
 AQC_AIR_KNM3_PER_H: Final = 220.0
@@ -82,7 +82,7 @@ class SensorStatus(enum.IntEnum):
     BAD_SENSOR_FAILURE = 3  # input declared failed (OPC UA serves no value)
 
 
-#: Sample quality stored by the agent for each status (CONTRACT §3).
+#: Sample quality stored by the agent for each status (docs/auditors.md).
 STATUS_QUALITY: Final = {
     SensorStatus.GOOD: "good",
     SensorStatus.UNCERTAIN_LAST_USABLE: "stale",
@@ -229,7 +229,7 @@ class Kiln:
         return main, id_fan, cooler
 
     def _heat_demand(self, run: BArr) -> Arr:
-        """GJ/h the burners must deliver (DOMAIN §1: heat = SHC x clinker; SHC in kcal/kg)."""
+        """GJ/h the burners must deliver (docs/kpis.md §1: heat = SHC x clinker; SHC in kcal/kg)."""
         variable = (1.0 - FIXED_HEAT_LOSS_FRACTION) * self.shc * self.clinker
         fixed = FIXED_HEAT_LOSS_FRACTION * TARGET_SHC_KCAL_PER_KG * NOMINAL_CLINKER_TPH
         heat_run = KJ_PER_KCAL * 1e-3 * (variable + fixed)
@@ -339,7 +339,7 @@ class Kiln:
         run = self.mode == RUN
         w = np.clip(self.feed / (0.2 * NOMINAL_FEED_TPH), 0.0, 1.0) * run
         main, id_fan, cooler = self.drives_kw()
-        o2_out = (self.fa / 100.0 * 21.0 + self.o2_in) / (1.0 + self.fa / 100.0)  # DOMAIN §8 inverted
+        o2_out = (self.fa / 100.0 * 21.0 + self.o2_in) / (1.0 + self.fa / 100.0)  # docs/kpis.md §8 inverted
         co_in = (
             w * (0.03 * np.exp(0.25 * z[0]) + 0.30 * self.burner * np.exp(0.15 * z[1]))
             + (1 - w) * 0.005 * run
@@ -467,7 +467,7 @@ class _LevelMill:
 
 
 class RawMill(_LevelMill):
-    """Vertical roller mill filling a 20,000 t homogenising silo (DOMAIN §2: 14-18 kWh/t incl. fan)."""
+    """Vertical roller mill filling a 20,000 t homogenising silo (docs/kpis.md §2: 14-18 kWh/t incl. fan)."""
 
     def __init__(self, noise: _Noise, lines: int) -> None:
         super().__init__(
@@ -517,7 +517,7 @@ class RawMill(_LevelMill):
 
 
 class CoalMill(_LevelMill):
-    """Coal VRM filling a 250 t fine-coal bin drawn by the kiln burners (DOMAIN §2: 18-25 kWh/t)."""
+    """Coal VRM filling a 250 t fine-coal bin drawn by the kiln burners (docs/kpis.md §2: 18-25 kWh/t)."""
 
     def __init__(self, noise: _Noise, lines: int) -> None:
         super().__init__(
@@ -565,7 +565,7 @@ class CoalMill(_LevelMill):
 
 
 class CementMill:
-    """Closed-circuit ball mill; product (Blaine) changes ~every 8 h (DOMAIN §2: 32-40 kWh/t)."""
+    """Closed-circuit ball mill; product (Blaine) changes ~every 8 h (docs/kpis.md §2: 32-40 kWh/t)."""
 
     def __init__(self, noise: _Noise, lines: int) -> None:
         self.n = noise
@@ -631,7 +631,7 @@ class CementMill:
 
 
 class Whr:
-    """SP boiler on PH exit gas + AQC boiler on cooler air, one turbine-generator (DOMAIN §5)."""
+    """SP boiler on PH exit gas + AQC boiler on cooler air, one turbine-generator (docs/kpis.md §5)."""
 
     def __init__(self, noise: _Noise, lines: int, kiln: Kiln) -> None:
         self.n = noise

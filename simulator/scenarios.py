@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from common.durations import DurationError, format_duration, parse_duration
+
 
 class ScenarioError(ValueError):
     """A scenario string that cannot be used (unknown name, bad time)."""
@@ -43,7 +45,7 @@ CATALOGUE: dict[str, ScenarioInfo] = {
             None,
             "A preheater leak (cyclone door, flap valve) lets in cold air; onset over ~10 min.",
             "PH exit O2 ~2.9 -> ~5.3 %, two-point false air ~3.5 -> ~20 % (> 15 % after ~10 min), "
-            "PH exit T +25-30 °C, SHC +25-35 kcal/kg (DOMAIN §8: ~2 kcal/kg per % false air), "
+            "PH exit T +25-30 °C, SHC +25-35 kcal/kg (docs/kpis.md §8: ~2 kcal/kg per % false air), "
             "PH gas flow +20 %, ID fan kW +30 %, WHR generation +15 % (more hot gas).",
         ),
         ScenarioInfo(
@@ -110,8 +112,6 @@ CATALOGUE: dict[str, ScenarioInfo] = {
     )
 }
 
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _ITEM = re.compile(r"^(?P<name>[a-z_]+)(?:@(?P<start>[^+]+))?(?:\+(?P<dur>.+))?$")
 
 
@@ -138,21 +138,12 @@ class ScheduledScenario:
         return text
 
 
-def parse_duration(text: str) -> float:
-    """Parse ``90``, ``90s``, ``10m``, ``2h``, ``1.5d`` into seconds."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ScenarioError(f"bad time {text!r}: use a number with s, m, h or d (e.g. 10m)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def format_duration(secs: float) -> str:
-    """The shortest exact spelling of a duration (``600`` -> ``10m``)."""
-    for unit in ("d", "h", "m"):
-        n = secs / _UNITS[unit]
-        if n >= 1 and n == int(n):
-            return f"{int(n)}{unit}"
-    return f"{int(secs)}s" if secs == int(secs) else f"{secs!r}s"
+def _secs(text: str) -> float:
+    """A start or duration of the ``--scenario`` grammar (common/durations.py), as a ScenarioError."""
+    try:
+        return parse_duration(text)
+    except DurationError:
+        raise ScenarioError(f"bad time {text!r}: use a duration like 90s, 10m, 1h30m or 2d") from None
 
 
 def parse_scenarios(text: str) -> tuple[ScheduledScenario, ...]:
@@ -170,9 +161,9 @@ def parse_scenarios(text: str) -> tuple[ScheduledScenario, ...]:
         name = m.group("name")
         if name not in CATALOGUE:
             raise ScenarioError(f"unknown scenario {name!r}; known: {', '.join(CATALOGUE)}")
-        start = parse_duration(m.group("start")) if m.group("start") else 0.0
+        start = _secs(m.group("start")) if m.group("start") else 0.0
         dur_text = m.group("dur")
-        duration = parse_duration(dur_text) if dur_text else CATALOGUE[name].default_duration_secs
+        duration = _secs(dur_text) if dur_text else CATALOGUE[name].default_duration_secs
         if duration is not None and duration <= 0:
             raise ScenarioError(f"scenario {item!r}: duration must be positive")
         if name == "normal":

@@ -1,6 +1,6 @@
 """The register/node map of the simulated plant: the single source of truth.
 
-Every signal is defined once here — name, unit, normal range (DOMAIN §6 where the reference gives
+Every signal is defined once here — name, unit, normal range (docs/kpis.md §6 where the reference gives
 one, engineering judgement [U] otherwise), transmitter measuring range, Modbus location and OPC UA
 node — and everything else is derived from it: the plant model's output vector order, the Modbus
 register image, the OPC UA address space, the generated agent config and the docs table.
@@ -24,6 +24,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from connectors.modbus_config import REGISTER_WIDTH
+
 NAMESPACE_URI = "urn:kilnwatch:simulator"
 #: Index of :data:`NAMESPACE_URI` on the simulator's OPC UA server (0 = OPC UA, 1 = server URI).
 NAMESPACE_INDEX = 2
@@ -33,8 +35,6 @@ BIT_STRIDE = 16  # bits per line block, per bit table
 FILLER_ALIGN = 1000
 FILLER_FOLDER_SIZE = 100  # OPC UA filler variables per sub-folder (asyncua add_node is O(children))
 
-#: Registers occupied by each data type (same as agent.config.REGISTER_WIDTH).
-REGISTER_WIDTH: dict[str, int] = {"int16": 1, "uint16": 1, "uint32": 2, "float32": 2, "bool": 1}
 
 #: UN/CEFACT common codes for OPC UA EUInformation (OPC UA Part 8 §5.6.3); "" = no code.
 UNECE_CODES: dict[str, str] = {
@@ -127,7 +127,7 @@ def _bit(kind: str, signal: str, ua: str, desc: str, *, table: str = "coil") -> 
     return SignalSpec(kind, signal, "", (0.0, 1.0), table, "bool", ua, desc)
 
 
-# Ranges: DOMAIN §6 unless marked [U] (engineering judgement for a 5,000 t/d line); §2 for kWh/t.
+# Ranges: docs/kpis.md §6 unless marked [U] (engineering judgement for a 5,000 t/d line); §2 for kWh/t.
 KILN: tuple[SignalSpec, ...] = (
     _f("kiln", "feed_tph", "t/h", (250, 350), (0, 500), "FeedRate", "Kiln feed (raw meal), §6"),
     _f(

@@ -114,9 +114,9 @@ def test_demo_speed_divides_every_built_in_rule_duration(tmp_path: Path) -> None
     from simulator.config_gen import agent_config_toml
 
     data = tomllib.loads(agent_config_toml(modbus_port=5020, opcua_port=4840))
-    builtin = {r.id: r for r in load_rules(parse_config(data))}
+    builtin = {r.id: r for r in load_rules(parse_config(data).rule_settings())}
     data["agent"]["rule_files"] = [str(write_sped_up_pack(tmp_path, 10))]
-    sped = {r.id: r for r in load_rules(parse_config(data))}
+    sped = {r.id: r for r in load_rules(parse_config(data).rule_settings())}
     assert sped.keys() == builtin.keys() and len(sped) >= 10
     for rid, rule in sped.items():
         assert rule.for_secs == max(1, round(builtin[rid].for_secs / 10)), rid

@@ -1,4 +1,4 @@
-"""Config validation (CONTRACT §2) and ``kilnwatch check-config`` (CONTRACT §1)."""
+"""Config validation (docs/configuration.md) and ``kilnwatch check-config`` (README, Commands)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_valid_config_loads_with_contract_defaults(tmp_path: Path) -> None:
     tag = cfg.sources[0].tags[1]
     assert (tag.address, tag.table, tag.data_type, tag.word_order) == (2, "holding", "float32", "big")
     assert cfg.sources[1].mode == "subscribe"
-    assert cfg.assets[0].co2_kg_per_gj == 94.6  # DOMAIN §4: IPCC bituminous coal default
+    assert cfg.assets[0].co2_kg_per_gj == 94.6  # docs/kpis.md §4: IPCC bituminous coal default
 
 
 def test_outbox_retention_is_a_positive_number_of_days(tmp_path: Path) -> None:

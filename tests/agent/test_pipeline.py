@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from agent_support import wait_until
 
 from agent import storage
 from agent.config import Config, parse_config
@@ -36,12 +37,38 @@ async def sim() -> AsyncIterator[SimulatedPlant]:
         yield plant
 
 
-async def _run_for(agent: Agent, seconds: float) -> None:
+async def _wait(task: asyncio.Task[None], done: Callable[[], object], what: str) -> None:
+    """Wait until ``done()`` holds while the agent runs (an agent that ends early ends the wait)."""
+    await wait_until(lambda: task.done() or done(), within=30, interval=0.05, what=what)
+    if task.done():
+        task.result()  # raises what ended the agent
+        raise AssertionError(f"the agent stopped before {what}")
+
+
+async def _run_until(agent: Agent, done: Callable[[], object], what: str) -> None:
+    """Run the agent until ``done()`` holds (observable state, not a fixed time), then stop it."""
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.wait_for(task, 20)
+    try:
+        await _wait(task, done, what)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+def _read(agent: Agent, sql: str, params: list[Any] | None = None) -> list[Any]:
+    """Rows the running agent has committed, read on a cursor of its own connection (only one
+    process may open the DuckDB file)."""
+    cur = agent.con.cursor()
+    try:
+        return cur.execute(sql, params or []).fetchall()
+    finally:
+        cur.close()
+
+
+def _states(agent: Agent, source: str) -> list[str]:
+    rows = _read(agent, "SELECT state FROM source_status WHERE source = ? ORDER BY ts", [source])
+    return [s for (s,) in rows]
 
 
 @pytest.mark.asyncio
@@ -50,7 +77,13 @@ async def test_modbus_and_opcua_samples_land_in_duckdb_with_quality(
 ) -> None:
     db = tmp_path / "k.duckdb"
     cfg = _config(sim, db)
-    await _run_for(Agent(cfg), 3.0)
+    agent = Agent(cfg)
+
+    def two_rows_of_every_tag() -> bool:
+        stored = dict(_read(agent, "SELECT tag, count(*) FROM samples GROUP BY tag"))
+        return all(stored.get(t.name, 0) >= 2 for t in cfg.all_tags())
+
+    await _run_until(agent, two_rows_of_every_tag, "two stored samples of every configured tag")
     con = storage.connect(db, read_only=True)
     rows = con.execute(
         "SELECT tag, count(*), count(*) FILTER (WHERE quality = 'good'), min(value), max(value) "
@@ -61,7 +94,7 @@ async def test_modbus_and_opcua_samples_land_in_duckdb_with_quality(
     assert set(by_tag) == configured  # every configured tag of both protocols arrived
     for tag, (n, good, _lo, _hi) in by_tag.items():
         assert n >= 2 and good == n, tag  # OPC UA subscriptions hold unchanged values
-    # values match what the simulator serves (DOMAIN §6 range for kiln feed, 250-350 t/h)
+    # values match what the simulator serves (docs/kpis.md §6 range for kiln feed, 250-350 t/h)
     feed = by_tag["kiln1.feed_tph"]
     assert 250 <= feed[2] <= feed[3] <= 350
     assert con.execute("SELECT DISTINCT site FROM samples").fetchall() == [("plant1",)]
@@ -70,7 +103,10 @@ async def test_modbus_and_opcua_samples_land_in_duckdb_with_quality(
 
 @pytest.mark.asyncio
 async def test_agent_never_issues_a_write_function_code(sim: SimulatedPlant, tmp_path: Path) -> None:
-    await _run_for(Agent(_config(sim, tmp_path / "k.duckdb")), 2.0)
+    agent = Agent(_config(sim, tmp_path / "k.duckdb"))
+    stats, per_poll = _modbus_stats(agent)
+    # start-up, five whole polls of the Modbus source, then the shutdown
+    await _run_until(agent, lambda: stats.samples >= 5 * per_poll, "five Modbus polls")
     assert sum(sim.function_codes.values()) > 0
     assert set(sim.function_codes) <= READ_FUNCTION_CODES, sim.function_codes
 
@@ -81,13 +117,17 @@ async def test_source_killed_and_restarted_is_reconnected_and_gap_flagged(
 ) -> None:
     db = tmp_path / "k.duckdb"
     agent = Agent(_config(sim, db))
+    name = cfg_source(agent)
+    stats, per_poll = _modbus_stats(agent)
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
-    await asyncio.sleep(1.5)
+    await _wait(task, lambda: agent.view.source_up.get(name) is True, f"{name} up")
     await sim.stop_servers()
-    await asyncio.sleep(2.0)
+    await _wait(task, lambda: _states(agent, name) == ["down"], f"{name} 'down' in source_status")
     await sim.start_servers()
-    await asyncio.sleep(3.0)
+    await _wait(task, lambda: len(_states(agent, name)) >= 2, f"{name} back 'up' in source_status")
+    polled = stats.samples
+    await _wait(task, lambda: stats.samples >= polled + 3 * per_poll, "three polls after the recovery")
     stop.set()
     await asyncio.wait_for(task, 20)
     con = storage.connect(db, read_only=True)
@@ -99,7 +139,7 @@ async def test_source_killed_and_restarted_is_reconnected_and_gap_flagged(
     ]
     assert "comm_error" in seq
     first_err, last_err = seq.index("comm_error"), len(seq) - 1 - seq[::-1].index("comm_error")
-    assert all(q == "good" for q in seq[:first_err])
+    assert first_err > 0 and all(q == "good" for q in seq[:first_err])
     assert seq[-1] == "good" and last_err < len(seq) - 1  # recovered after the gap
     states = con.execute(
         "SELECT state FROM source_status WHERE source = ? ORDER BY ts", [cfg_source(agent)]
@@ -112,6 +152,13 @@ def cfg_source(agent: Agent) -> str:
     return next(s.name for s in agent.cfg.sources if s.type == "modbus")
 
 
+def _modbus_stats(agent: Agent) -> tuple[Any, int]:
+    """The Modbus connector's ``ConnectorStats`` and the rows one of its polls yields."""
+    name = cfg_source(agent)
+    conn = next(c for c in agent.connectors if c.name == name)
+    return conn.stats, len(next(s for s in agent.cfg.sources if s.name == name).tags)  # type: ignore[attr-defined]
+
+
 @pytest.mark.asyncio
 async def test_rules_write_kpis_and_metrics_are_served(sim: SimulatedPlant, tmp_path: Path) -> None:
     import urllib.request
@@ -122,7 +169,14 @@ async def test_rules_write_kpis_and_metrics_are_served(sim: SimulatedPlant, tmp_
     port = agent.metrics.serve("127.0.0.1", 0)
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
-    await asyncio.sleep(3.0)
+
+    def kpis_and_a_flush() -> bool:
+        kiln = agent.view.latest_kpis.get("kiln1", {})
+        return kiln.get("specific_heat_kcal_per_kg_clinker", (None, ""))[0] is not None and (
+            agent.view.samples_written > 0  # kilnwatch_storage_rows_written_total is exported
+        )
+
+    await _wait(task, kpis_and_a_flush, "a specific heat KPI and a first flush")
     body = await asyncio.to_thread(
         lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     )
@@ -133,4 +187,4 @@ async def test_rules_write_kpis_and_metrics_are_served(sim: SimulatedPlant, tmp_
     assert "kilnwatch_source_connected{source=" in body
     kiln = agent.view.latest_kpis.get("kiln1", {})
     shc = kiln.get("specific_heat_kcal_per_kg_clinker", (None, ""))[0]
-    assert shc is not None and 700 <= shc <= 780  # DOMAIN §1 typical for a 5-stage PH+PC line
+    assert shc is not None and 700 <= shc <= 780  # docs/kpis.md §1 typical for a 5-stage PH+PC line

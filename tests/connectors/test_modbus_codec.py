@@ -12,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
-from agent.config import ModbusTag
 from connectors.modbus_codec import (
     MAX_BITS,
     MAX_REGISTERS,
@@ -22,6 +21,7 @@ from connectors.modbus_codec import (
     decode_values,
     plan_reads,
 )
+from connectors.modbus_config import ModbusTag
 
 STRUCT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f", "float64": "d"}
 

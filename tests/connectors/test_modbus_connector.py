@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 from connector_testkit import ModbusTestServer, modbus_source_dict
 
-from agent.config import ModbusSource
 from connectors import make_connector
 from connectors.modbus import ModbusConnector
+from connectors.modbus_config import ModbusSource
 
 READ_FUNCTION_CODES = {1, 2, 3, 4}
 

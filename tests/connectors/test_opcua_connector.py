@@ -16,7 +16,6 @@ from asyncua import ua
 from asyncua.ua.status_codes import StatusCodes
 from connector_testkit import TEST_NS, OpcuaTestServer, opcua_source_dict
 
-from agent.config import OpcuaSource
 from connectors import make_connector
 from connectors.base import Quality
 from connectors.opcua import (
@@ -26,6 +25,7 @@ from connectors.opcua import (
     parse_node_id,
     quality_of_status,
 )
+from connectors.opcua_config import OpcuaSource
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

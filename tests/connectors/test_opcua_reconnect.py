@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from connector_testkit import TEST_NS, OpcuaTestServer, opcua_source_dict
 
-from agent.config import OpcuaSource
 from connectors.opcua import OpcuaConnector
+from connectors.opcua_config import OpcuaSource
 
 OTHER_NS = "urn:kilnwatch:other"
 TAGS = [{"name": "kiln1.feed", "node_id": f"nsu={TEST_NS};s=Feed"}]

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from agent.config import OpcuaSource
 from connectors.opcua import OpcuaConnector
+from connectors.opcua_config import OpcuaSource
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

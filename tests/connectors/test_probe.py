@@ -11,7 +11,8 @@ import pytest
 from connector_testkit import TEST_NS, ModbusTestServer, OpcuaTestServer
 
 from agent.cli import main
-from agent.config import ModbusTag, OpcuaTag
+from connectors.modbus_config import ModbusTag
+from connectors.opcua_config import OpcuaTag
 
 
 def words(fmt: str, value: float) -> list[int]:

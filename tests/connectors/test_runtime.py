@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import random
 
 import numpy as np
 import pytest
 
-from connectors import Backoff, ConnectorStats, PollTicker, SourceHealth, apply_scaling
+from connectors import ConnectorStats, PollTicker, SourceHealth, apply_scaling
 
 
 class FakeClock:
@@ -47,17 +46,6 @@ def test_a_tick_exactly_on_time_is_not_skipped() -> None:
     ticker.next_tick()
     clock.now = 1000.5
     assert ticker.next_tick() == 1000.5 and ticker.skipped == 0
-
-
-def test_backoff_grows_exponentially_within_min_and_max_with_jitter() -> None:
-    backoff = Backoff(0.5, 30.0, rng=random.Random(1))
-    delays = [backoff.next_delay() for _ in range(12)]
-    ceilings = [min(30.0, 0.5 * 2**n) for n in range(12)]
-    assert all(0.5 <= d <= c for d, c in zip(delays, ceilings, strict=True))
-    assert max(delays[8:]) > 8  # grew toward the cap
-    assert len({round(d, 6) for d in delays[3:]}) == 9  # jittered, not a fixed sequence
-    backoff.reset()
-    assert backoff.next_delay() == 0.5
 
 
 def test_health_logs_one_line_down_and_one_line_up(caplog: pytest.LogCaptureFixture) -> None:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import polars as pl
 import pytest
 import pytest_asyncio
+from connector_testkit import wait_until
 
-from agent.config import Config, ModbusSource, OpcuaSource, parse_config
+from agent.config import Config, parse_config
 from connectors import make_connector
 from connectors.modbus import ModbusConnector
+from connectors.modbus_config import ModbusSource
+from connectors.opcua_config import OpcuaSource
 from simulator.runner import SimulatedPlant
 
 READ_FUNCTION_CODES = {1, 2, 3, 4}
@@ -40,9 +43,14 @@ class QualityWatch:
     def __init__(self, cfg: Config) -> None:
         self.history: dict[str, list[str]] = {s.name: [] for s in cfg.sources}
         self.recovered = asyncio.Event()  # every source has had an error and is good again
+        self.stats: dict[str, Any] = {}  # each source's ConnectorStats, while it streams
+
+    def every_source(self, test: Callable[[str, list[str]], bool]) -> bool:
+        return all(test(name, seq) for name, seq in self.history.items())
 
     async def consume(self, src: ModbusSource | OpcuaSource) -> None:
         conn = make_connector(src)
+        self.stats[src.name] = conn.stats  # type: ignore[attr-defined]
         async with contextlib.aclosing(conn.stream()) as stream:  # type: ignore[type-var]
             async for frame in stream:
                 qs = set(frame["quality"])
@@ -128,9 +136,11 @@ async def test_simulated_power_cycle_is_a_comm_error_gap_then_recovery(sim: Simu
     watch = QualityWatch(cfg)
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(watch.consume(s)) for s in cfg.sources]
-        await asyncio.sleep(0.6)
+        await wait_until(lambda: watch.every_source(lambda _, seq: seq.count("good") >= 2), what="good polls")
         await sim.stop_servers()
-        await asyncio.sleep(0.6)
+        await wait_until(
+            lambda: watch.every_source(lambda _, seq: seq[-1] == "comm_error"), what="the outage seen"
+        )
         await sim.start_servers()
         async with asyncio.timeout(10):
             await watch.recovered.wait()
@@ -148,10 +158,22 @@ async def test_hung_plc_is_a_comm_error_gap_then_recovery_for_both_protocols() -
         watch = QualityWatch(cfg)
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(watch.consume(s)) for s in cfg.sources]
-            await asyncio.sleep(0.8)
+            await wait_until(
+                lambda: watch.every_source(lambda _, seq: seq.count("good") >= 2), what="good polls"
+            )
+            failed_before = {name: stats.errors for name, stats in watch.stats.items()}
             await sim.advance(20.0)  # into the hang
             assert not sim.servers_running
-            await asyncio.sleep(2.5)  # several timeouts and reconnect attempts against silence
+            # several requests / reconnect attempts against silence, each ended by the timeout
+            await wait_until(
+                lambda: watch.every_source(
+                    lambda name, seq: (
+                        seq[-1] == "comm_error" and watch.stats[name].errors >= failed_before[name] + 3
+                    )
+                ),
+                within=20,
+                what="three timeouts of each source against the hung PLC",
+            )
             assert all(seq[-1] == "comm_error" for seq in watch.history.values()), watch.history
             await sim.advance(60.0)  # the PLCs answer again
             async with asyncio.timeout(15):

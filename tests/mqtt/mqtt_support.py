@@ -37,7 +37,7 @@ T0 = dt.datetime(2026, 3, 1, 6, 0, tzinfo=dt.UTC)
 
 
 def make_event(i: int, state: str = "firing", *, site: str = "plant1", asset: str = "kiln1") -> AlertEvent:
-    """Alert episode ``i``; its resolved event keeps the alert_id (CONTRACT §4)."""
+    """Alert episode ``i``; its resolved event keeps the alert_id (docs/mqtt.md)."""
     started = T0 + dt.timedelta(minutes=i)
     ts = started if state == "firing" else started + dt.timedelta(minutes=30)
     return AlertEvent(
@@ -47,7 +47,7 @@ def make_event(i: int, state: str = "firing", *, site: str = "plant1", asset: st
         rule="kiln.specific_heat.high",
         severity="warning",
         state=state,  # type: ignore[arg-type]
-        # DOMAIN §8: specific heat alarm above the 780 kcal/kg default threshold.
+        # docs/kpis.md §8: specific heat alarm above the 780 kcal/kg default threshold.
         value=790.0 + i if state == "firing" else 765.0,
         threshold=780.0,
         unit="kcal/kg",

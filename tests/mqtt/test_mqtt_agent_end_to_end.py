@@ -1,4 +1,4 @@
-"""The whole agent against real peers: simulator PLCs in, mosquitto out (CONTRACT §3, §4)."""
+"""The whole agent against real peers: simulator PLCs in, mosquitto out (docs/auditors.md, docs/mqtt.md)."""
 
 from __future__ import annotations
 

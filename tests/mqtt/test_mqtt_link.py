@@ -1,4 +1,4 @@
-"""MqttLink against a real mosquitto: topics, payloads, QoS/retain, status, KPIs, ordering (CONTRACT §4)."""
+"""MqttLink against a real mosquitto: topics, payloads, QoS/retain, status, KPIs, ordering (docs/mqtt.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Broker outages and agent restarts delay alerts but never lose or reorder them (CONTRACT §4).
+"""Broker outages and agent restarts delay alerts but never lose or reorder them (docs/mqtt.md).
 
 The broker keeps the subscriber's session across its restart (persistence on), the way an
 operator's SCADA subscribes, so every message published after the restart reaches it.

@@ -34,7 +34,7 @@ def test_firing_event_stores_alert_row_and_queues_message(db: duckdb.DuckDBPyCon
     assert row.topic == "plant1/kiln1/alerts/kiln.specific_heat.high"
     assert row.qos == 1
     payload = json.loads(row.payload)
-    # CONTRACT §4 payload fields
+    # docs/mqtt.md payload fields
     for key in ("alert_id", "site", "asset", "rule", "severity", "state", "value", "threshold", "unit"):
         assert key in payload
     assert payload["started_at"] == "2026-03-01T06:01:00Z" and payload["ts"] == "2026-03-01T06:01:00Z"
@@ -122,7 +122,7 @@ def test_topic_parts_are_sanitised(db: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_outbox_is_created_on_first_use(tmp_path: Path) -> None:
-    """An agent without an [mqtt] section still keeps alerts in the outbox (CONTRACT §2)."""
+    """An agent without an [mqtt] section still keeps alerts in the outbox (docs/configuration.md)."""
     con = storage.connect(tmp_path / "fresh.duckdb")
     record_events(con, [make_event(1)])
     assert count_undelivered(con) == 1

@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import random
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from agent.mqtt import Backoff, KpiThrottle, MqttConfigError, kpi_payload, parse_url
+from agent.mqtt import KpiThrottle, MqttConfigError, kpi_payload, parse_url
 
 T0 = dt.datetime(2026, 3, 1, 6, 0, tzinfo=dt.UTC)
 
 
 def at(secs: float) -> dt.datetime:
     return T0 + dt.timedelta(seconds=secs)
-
-
-@given(
-    lo=st.floats(0.05, 10),
-    factor=st.floats(1, 100),
-    seed=st.integers(0, 2**32),
-    n=st.integers(1, 40),
-)
-def test_backoff_stays_within_min_and_max(lo: float, factor: float, seed: int, n: int) -> None:
-    b = Backoff(lo, lo * factor, random.Random(seed))
-    delays = [b.next() for _ in range(n)]
-    assert all(lo <= d <= lo * factor + 1e-9 for d in delays)
-    assert lo <= b.slow() <= lo * factor + 1e-9
-
-
-def test_backoff_grows_then_caps_and_resets() -> None:
-    b = Backoff(1, 60, random.Random(1))
-    delays = [b.next() for _ in range(12)]
-    assert delays[0] <= 1.0 and 8 <= delays[4] <= 16  # 2**4 = 16, jitter in [8, 16]
-    assert all(30 <= d <= 60 for d in delays[7:])
-    b.reset()
-    assert b.next() <= 1.0
-
-
-def test_backoff_is_jittered() -> None:
-    b1, b2 = Backoff(1, 60, random.Random(1)), Backoff(1, 60, random.Random(2))
-    assert [b1.next() for _ in range(6)] != [b2.next() for _ in range(6)]
 
 
 def test_first_snapshot_is_always_due() -> None:

@@ -1,4 +1,4 @@
-"""Test data for the M&V and auditor tests: DOMAIN §7 worked example 3 and hand-made series."""
+"""Test data for the M&V and auditor tests: docs/kpis.md §7 worked example 3 and hand-made series."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import polars as pl
 
 from agent import storage
 
-# DOMAIN.md worked example 3: raw-mill electricity (MWh) vs raw meal (kt), 12 baseline months,
+# docs/kpis.md worked example 3: raw-mill electricity (MWh) vs raw meal (kt), 12 baseline months,
 # then 3 reporting months.
 EX3_P = [180, 195, 170, 210, 205, 188, 176, 199, 215, 183, 192, 201]
 EX3_E = [3630.0, 3787.5, 3460.0, 4035.0, 4007.5, 3669.0, 3543.0, 3874.5, 4167.5, 3611.5, 3781.0, 3900.5]

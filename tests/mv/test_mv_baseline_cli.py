@@ -1,4 +1,4 @@
-"""``kilnwatch baseline fit|show|savings`` reproduce DOMAIN §7 worked example 3 from a site database."""
+"""``kilnwatch baseline fit|show|savings`` reproduce docs/kpis.md §7 worked example 3 from a site database."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_baseline_fit_reproduces_example3_monthly_from_kpi_rows(
 def test_baseline_savings_stores_example3_savings_and_cusum(
     daily_db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Savings [105.5, 180.6, 108.7] MWh, CUSUM [105.5, 286.0, 394.8] MWh, 3.466 % (DOMAIN §7)."""
+    """Savings [105.5, 180.6, 108.7] MWh, CUSUM [105.5, 286.0, 394.8] MWh, 3.466 % (docs/kpis.md §7)."""
     assert _fit(daily_db) == 0
     con = storage.connect(daily_db)
     (b,) = list_baselines(con)

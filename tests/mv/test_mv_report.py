@@ -73,7 +73,7 @@ def _check_history(con: duckdb.DuckDBPyConnection) -> None:
         "WHERE asset = 'kiln1' AND kpi = 'preheater_false_air_pct'",
         [START + timedelta(hours=14), START + timedelta(hours=15)],
     ).fetchone()
-    assert fa is not None and fa[0] < 5 < 15 < fa[1]  # DOMAIN §8: good < 5 %, critical > 15 %
+    assert fa is not None and fa[0] < 5 < 15 < fa[1]  # docs/kpis.md §8: good < 5 %, critical > 15 %
     rules = {r[0] for r in con.execute("SELECT rule FROM alerts WHERE asset = 'kiln1'").fetchall()}
     assert "kiln.false_air.critical" in rules
     assert con.execute("SELECT count(*) FROM alerts WHERE state = 'firing'").fetchone() == (0,)

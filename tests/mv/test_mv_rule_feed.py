@@ -1,7 +1,7 @@
-"""The daemon feeds each mill's live M&V baseline deviation to the rule engine (DOMAIN §8).
+"""The daemon feeds each mill's live M&V baseline deviation to the rule engine (docs/kpis.md §8).
 
 ``mill.specific_power.above_baseline``: kWh/t over the last hour > EnB prediction x 1.10, i.e.
-``baseline_deviation_pct`` > 10. The baseline is DOMAIN §7 example 3 (one day per example month),
+``baseline_deviation_pct`` > 10. The baseline is docs/kpis.md §7 example 3 (one day per example month),
 fitted from stored samples exactly as ``kilnwatch baseline fit`` does.
 """
 
@@ -72,7 +72,7 @@ async def test_last_hour_20_pct_above_the_baseline_is_fed_to_the_engine_and_aler
         granularity="day",
     )
     mv_store.store_baseline(con, b)
-    assert b.intercept == pytest.approx(830.7e3, rel=1e-3)  # DOMAIN §7 example 3: 830.7 MWh
+    assert b.intercept == pytest.approx(830.7e3, rel=1e-3)  # docs/kpis.md §7 example 3: 830.7 MWh
     assert b.coefficients[0] == pytest.approx(15.34, rel=1e-3)  # 15.34 kWh/t
     # last hour: 8,000 t/h (= 192 kt per day-equivalent), drawing 20 % more than predicted.
     # Hand calculation: expected per day = 830.7e3 + 15.34 x 192e3 = 3,776e3 kWh -> 157.3 MW;

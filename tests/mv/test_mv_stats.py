@@ -1,4 +1,4 @@
-"""rules.mv: OLS statistics, EnPI Lite checks, savings and CUSUM (DOMAIN §7)."""
+"""rules.mv: OLS statistics, EnPI Lite checks, savings and CUSUM (docs/kpis.md §7)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _example3_baseline() -> Baseline:
 
 
 def test_example3_fit_matches_domain_worked_example() -> None:
-    """DOMAIN §7 example 3: E = 830.7 + 15.34 P, R² 0.9821, adj 0.9803, CV(RMSE) 0.7982 %, NMBE 0."""
+    """docs/kpis.md §7 example 3: E = 830.7 + 15.34 P, R² 0.9821, adj 0.9803, CV(RMSE) 0.7982 %, NMBE 0."""
     fit = ols(EX3_E, EX3_P)
     assert fit.params[0] == pytest.approx(830.7, rel=1e-4)
     assert fit.params[1] == pytest.approx(15.34, rel=1e-3)
@@ -74,7 +74,7 @@ def test_residual_sign_is_measured_minus_predicted() -> None:
 
 
 def test_example3_savings_and_cusum_are_up_is_good() -> None:
-    """Savings [105.5, 180.6, 108.7] MWh, CUSUM [105.5, 286.0, 394.8], 3.466 % (DOMAIN §7 example 3)."""
+    """Savings [105.5, 180.6, 108.7] MWh, CUSUM [105.5, 286.0, 394.8], 3.466 % (docs/kpis.md §7 example 3)."""
     b = _example3_baseline()
     s = savings(b, _frame(EX3_REP_E, EX3_REP_P, T0 + timedelta(days=20)))
     assert s["expected"].to_list() == pytest.approx([3745, 3976, 3669], abs=0.6)

@@ -75,7 +75,7 @@ def test_hourly_granularity_splits_a_day_into_24_periods(con: duckdb.DuckDBPyCon
 
 
 def test_periods_with_a_data_gap_are_left_out_of_the_fit(con: duckdb.DuckDBPyConnection) -> None:
-    """A 6-hour comm outage on day 3 drops its coverage to 75 % < 90 % (DOMAIN §7 data sufficiency)."""
+    """A 6-hour comm outage on day 3 drops its coverage to 75 % < 90 % (docs/kpis.md §7 data sufficiency)."""
     con.execute(
         "DELETE FROM samples WHERE ts >= ? AND ts < ?",
         [T0 + timedelta(days=2, hours=6), T0 + timedelta(days=2, hours=12)],

@@ -1,4 +1,4 @@
-"""Auditor views on hand-made KPI and alert rows (CONTRACT §3)."""
+"""Auditor views on hand-made KPI and alert rows (docs/auditors.md)."""
 
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def test_energy_grade_view_grades_a_kiln_day(con: duckdb.DuckDBPyConnection) -> 
     rows = con.execute(
         "SELECT asset, day, clinker_energy_kgce_per_t, clinker_energy_grade FROM v_energy_grade"
     ).fetchall()
-    assert rows == [("kiln1", date(2026, 11, 23), 104.0, 2)]  # 100 < 104 <= 107 (DOMAIN §3)
+    assert rows == [("kiln1", date(2026, 11, 23), 104.0, 2)]  # 100 < 104 <= 107 (docs/kpis.md §3)
     # 23:30-00:29 UTC at 118: half on each UTC day, whatever the session time zone
     _add(
         con, _minute_rows(D + timedelta(hours=23, minutes=30), [118.0] * 60, kpi="clinker_energy_kgce_per_t")

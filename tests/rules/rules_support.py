@@ -8,8 +8,9 @@ from typing import Any
 
 import polars as pl
 
-from agent.config import TAG_ROLES, Config, parse_config
+from agent.config import Config, parse_config
 from connectors.base import SAMPLE_SCHEMA
+from rules.assets import TAG_ROLES
 
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 
@@ -55,7 +56,7 @@ def make_config(
     )
 
 
-#: DOMAIN worked example 1: feed 180 t/h, F 1.6, coal 17 t/h at 25 MJ/kg, 55 kWh/t clinker electricity.
+#: docs/kpis.md worked example 1: feed 180 t/h, F 1.6, coal 17 t/h at 25 MJ/kg, 55 kWh/t clinker electricity.
 EXAMPLE1_KILN: dict[str, Any] = {
     "id": "kiln1",
     "type": "kiln",
@@ -74,7 +75,7 @@ EXAMPLE1_VALUES: dict[str, float] = {
     "kiln1.calciner_coal_tph": 10.0,
     "kiln1.main_drive_kw": 500.0,
     "kiln1.id_fan_kw": 55.0 * 112.5 - 500.0,  # 55 kWh/t x 112.5 t/h in total
-    "kiln1.ph_exit_o2_pct": 4.8,  # DOMAIN example 2: false air 15.43 %
+    "kiln1.ph_exit_o2_pct": 4.8,  # docs/kpis.md worked example 2: false air 15.43 %
     "kiln1.kiln_inlet_o2_pct": 2.3,
 }
 

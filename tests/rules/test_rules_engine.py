@@ -38,7 +38,7 @@ MILL_EMPTY = {"cm1.feed_tph": 0.2, "cm1.power_kw": 4000.0}  # < 5 % of nominal f
 
 
 def mill_engine() -> RuleEngine:
-    return RuleEngine(make_config([MILL]))
+    return RuleEngine(make_config([MILL]).rule_settings())
 
 
 def test_each_window_is_emitted_once_after_it_closes_with_ts_at_its_start() -> None:
@@ -61,7 +61,7 @@ def test_each_window_is_emitted_once_after_it_closes_with_ts_at_its_start() -> N
 
 
 def test_emitted_rows_equal_the_batch_computation() -> None:
-    engine = RuleEngine(make_config([KILN, MILL]))
+    engine = RuleEngine(make_config([KILN, MILL]).rule_settings())
     data = pl.concat(
         [
             samples({**EXAMPLE1_VALUES, **MILL_ON}, seconds=600, every=5),
@@ -73,13 +73,13 @@ def test_emitted_rows_equal_the_batch_computation() -> None:
     rows, _, _ = tick_through(engine, data, start=T0, end=T0 + timedelta(minutes=33), every_secs=30)
     for w in (60, 900):
         got = rows.filter(pl.col("window_secs") == w).sort("ts", "asset", "kpi")
-        want = compute_kpis(engine.cfg, data, w).sort("ts", "asset", "kpi")
+        want = compute_kpis(engine.settings, data, w).sort("ts", "asset", "kpi")
         want = want.filter(pl.col("ts") <= got["ts"].max())
         assert_frame_equal(got, want, check_exact=False, rel_tol=1e-9)
 
 
 def test_latest_holds_the_current_minute_and_units() -> None:
-    engine = RuleEngine(make_config([KILN]))
+    engine = RuleEngine(make_config([KILN]).rule_settings())
     data = samples(EXAMPLE1_VALUES, seconds=120, every=5)
     result = engine.tick(data, T0 + timedelta(seconds=120))
     value, unit = result.latest["kiln1"]["specific_heat_kcal_per_kg_clinker"]
@@ -90,7 +90,7 @@ def test_latest_holds_the_current_minute_and_units() -> None:
 
 
 def test_a_tag_silent_for_longer_than_stale_after_counts_as_no_data() -> None:
-    engine = RuleEngine(make_config([MILL], stale_after_secs=20))
+    engine = RuleEngine(make_config([MILL], stale_after_secs=20).rule_settings())
     fresh = samples({"cm1.power_kw": 4630.0}, seconds=60, every=5)
     old_feed = samples({"cm1.feed_tph": 148.0}, seconds=30, every=5)  # last good feed sample at 25 s
     result = engine.tick(pl.concat([fresh, old_feed]).sort("ts"), T0 + timedelta(seconds=60))
@@ -152,14 +152,14 @@ def test_mill_running_empty_fires_after_ten_minutes_and_resolves_with_the_same_i
 def test_restart_restores_the_open_episode_without_firing_again() -> None:
     data = samples(MILL_EMPTY, seconds=1500, every=5)
     first = RuleEngine(
-        make_config([MILL]), [r for r in load_rules(make_config([MILL])) if r.id == "mill.running_empty"]
+        make_config([MILL]).rule_settings(), [r for r in load_rules(make_config([MILL]).rule_settings()) if r.id == "mill.running_empty"]
     )
     _, events, _ = tick_through(first, data, start=T0, end=T0 + timedelta(seconds=900), every_secs=20)
     assert [e.state for e in events] == ["firing"]
     open_alerts = first.open_alerts()
     assert [a.alert_id for a in open_alerts] == [events[0].alert_id]
 
-    second = RuleEngine(make_config([MILL]), first.rules)
+    second = RuleEngine(make_config([MILL]).rule_settings(), first.rules)
     second.restore(open_alerts)
     _, again, _ = tick_through(
         second, data, start=T0 + timedelta(seconds=900), end=T0 + timedelta(seconds=1500), every_secs=20
@@ -203,7 +203,7 @@ def test_restored_alert_of_a_removed_rule_is_resolved_once() -> None:
 
 def test_suppression_resolves_while_the_kiln_is_stopped() -> None:
     kiln = {**KILN, "target_specific_heat_kcal_per_kg": 800.0}
-    engine = RuleEngine(make_config([kiln]))
+    engine = RuleEngine(make_config([kiln]).rule_settings())
     stop = {**EXAMPLE1_VALUES, "kiln1.feed_tph": 50.0}  # 25 % of nominal feed: start-up, suppressed
     data = pl.concat(
         [
@@ -247,11 +247,11 @@ def test_evaluate_history_matches_batch_kpis_and_fires_like_the_live_engine() ->
             samples(MILL_EMPTY, start=T0 + timedelta(seconds=3000), seconds=900, every=5),
         ]
     )
-    hist = evaluate_history(cfg, data, load_rules(cfg))
+    hist = evaluate_history(cfg.rule_settings(), data, load_rules(cfg.rule_settings()))
     for w in (60, 900, 3600):
         assert_frame_equal(
             hist.kpi_rows.filter(pl.col("window_secs") == w),
-            compute_kpis(cfg, data, w),
+            compute_kpis(cfg.rule_settings(), data, w),
             check_exact=False,
             rel_tol=1e-9,
         )
@@ -263,7 +263,7 @@ def test_evaluate_history_matches_batch_kpis_and_fires_like_the_live_engine() ->
     ]
     # live ticks on minute boundaries fire the same episodes, within a minute
     _, live, _ = tick_through(
-        RuleEngine(cfg), data, start=T0, end=T0 + timedelta(seconds=3900), every_secs=60
+        RuleEngine(cfg.rule_settings()), data, start=T0, end=T0 + timedelta(seconds=3900), every_secs=60
     )
     assert [(e.rule, e.state) for e in live] == got
     for a, b in zip(live, hist.events, strict=True):
@@ -271,7 +271,7 @@ def test_evaluate_history_matches_batch_kpis_and_fires_like_the_live_engine() ->
 
 
 def test_empty_window_and_no_assets_are_harmless() -> None:
-    engine = RuleEngine(make_config([]))
+    engine = RuleEngine(make_config([]).rule_settings())
     result = engine.tick(frame([]), T0)
     assert result.kpi_rows.height == 0 and result.events == [] and result.latest == {}
     engine = mill_engine()
@@ -283,7 +283,7 @@ def test_a_first_tick_handed_history_emits_every_closed_window_once() -> None:
     engine = mill_engine()
     data = samples(MILL_ON, seconds=20 * 60, every=5)
     first = engine.tick(data, T0 + timedelta(minutes=20))
-    want = compute_kpis(engine.cfg, data, 60).filter(pl.col("ts") < T0 + timedelta(minutes=19))
+    want = compute_kpis(engine.settings, data, 60).filter(pl.col("ts") < T0 + timedelta(minutes=19))
     got = first.kpi_rows.filter(pl.col("window_secs") == 60)
     assert_frame_equal(got.sort("ts", "kpi"), want.sort("ts", "kpi"), check_exact=False, rel_tol=1e-9)
     assert first.kpi_rows.filter(pl.col("window_secs") == 900)["ts"].unique().to_list() == [T0]
@@ -304,7 +304,7 @@ def test_a_big_first_slab_folded_in_pieces_gives_the_same_windows(monkeypatch: p
 
 
 def test_baseline_rule_fires_on_the_fed_deviation_after_its_for_and_resolves_below_clear() -> None:
-    """DOMAIN §8 mill inefficiency: kWh/t > EnB prediction x 1.10 <=> baseline_deviation_pct > 10.
+    """docs/kpis.md §8 mill inefficiency: kWh/t > EnB prediction x 1.10 <=> baseline_deviation_pct > 10.
 
     The deviation comes from the M&V store (``set_external``), not from samples: 18 % above the
     baseline fires after ``for`` = 15 min, 7 % (between clear 5 and when 10) holds it, 3 % resolves.
@@ -367,9 +367,9 @@ def test_history_of_enum_tags_equals_history_of_string_tags() -> None:
         pl.col("tag").cast(pl.Enum(tags[::-1])),  # category order differs from the model's
         pl.col("quality").cast(pl.Enum(["good", "stale", "bad", "comm_error"])),
     )
-    plain, fast = evaluate_history(cfg, data), evaluate_history(cfg, as_enum)
+    plain, fast = evaluate_history(cfg.rule_settings(), data), evaluate_history(cfg.rule_settings(), as_enum)
     # rows out of time order take the group-by path instead of the per-minute bincount
-    shuffled = evaluate_history(cfg, as_enum.sample(fraction=1.0, shuffle=True, seed=3))
+    shuffled = evaluate_history(cfg.rule_settings(), as_enum.sample(fraction=1.0, shuffle=True, seed=3))
     assert fast.kpi_rows.height > 0 and {60, 900, 3600} <= set(fast.kpi_rows["window_secs"].to_list())
     for other in (plain, shuffled):
         assert_frame_equal(fast.kpi_rows, other.kpi_rows, check_exact=False, rel_tol=1e-12)

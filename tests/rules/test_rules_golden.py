@@ -105,7 +105,7 @@ def test_golden_case(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = CASES / case
     monkeypatch.chdir(folder)  # rule_files are relative to the case
     cfg = load_config(folder / "config.toml")
-    engine = RuleEngine(cfg, load_rules(cfg))
+    engine = RuleEngine(cfg.rule_settings(), load_rules(cfg.rule_settings()))
     signals = read_signals(folder / "signals.csv")
     period = cfg.agent.evaluate_every_secs
     first, last = signals["ts"].min(), signals["ts"].max()

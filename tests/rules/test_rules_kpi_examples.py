@@ -1,4 +1,4 @@
-"""KPI formulas against the DOMAIN.md worked examples (to 4 significant figures) and their edge cases."""
+"""KPI formulas against the docs/kpis.md worked examples (to 4 significant figures) and their edge cases."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from rules.kpi import KPI_ROW_SCHEMA, KPI_UNITS, compute_kpis, wide_signals
 
 
 def sig4(x: float) -> float:
-    """Round to 4 significant figures, as DOMAIN.md quotes its results."""
+    """Round to 4 significant figures, as docs/kpis.md quotes its results."""
     return float(f"{x:.4g}")
 
 
 def one_window(cfg: Any, values: Mapping[str, float | None], **kw: Any) -> pl.DataFrame:
-    return compute_kpis(cfg, samples(values, **kw), 60)
+    return compute_kpis(cfg.rule_settings(), samples(values, **kw), 60)
 
 
 def value(rows: pl.DataFrame, asset: str, kpi: str) -> float:
@@ -32,7 +32,7 @@ def value(rows: pl.DataFrame, asset: str, kpi: str) -> float:
 
 # ------------------------------------------------------------------------------------- example 1
 def test_domain_example1_kiln_kpis() -> None:
-    """DOMAIN worked example 1: 112.5 t/h, 425.0 GJ/h, 3778 MJ/t, 902.3 kcal/kg, 128.9 + 6.760 = 135.7."""
+    """docs/kpis.md worked example 1: 112.5 t/h, 425.0 GJ/h, 3778 MJ/t, 902.3 kcal/kg, 128.9 + 6.760 = 135.7."""
     rows = one_window(make_config([EXAMPLE1_KILN]), EXAMPLE1_VALUES)
     assert sig4(value(rows, "kiln1", "clinker_tph")) == 112.5
     assert sig4(value(rows, "kiln1", "heat_input_gj_per_h")) == 425.0
@@ -54,7 +54,7 @@ def test_domain_example1_kcal_uses_the_international_table_calorie() -> None:
 
 
 def test_domain_example1_composition_method_co2() -> None:
-    """CaO 65.5 %, MgO 1.5 % -> 0.785 x 655 + 1.092 x 15 = 530.6 kg CO2/t clinker (DOMAIN §4)."""
+    """CaO 65.5 %, MgO 1.5 % -> 0.785 x 655 + 1.092 x 15 = 530.6 kg CO2/t clinker (docs/kpis.md §4)."""
     kiln = {**EXAMPLE1_KILN, "clinker_cao_pct": 65.5, "clinker_mgo_pct": 1.5}
     rows = one_window(make_config([kiln]), EXAMPLE1_VALUES)
     fuel_co2 = 3777.7778 / 1000 * 94.6
@@ -62,7 +62,7 @@ def test_domain_example1_composition_method_co2() -> None:
 
 
 def test_domain_example1_fuel_emission_factor_follows_the_configured_fuel() -> None:
-    kiln = {**EXAMPLE1_KILN, "fuel_co2_kg_per_gj": 97.5}  # petcoke (DOMAIN §4 [U])
+    kiln = {**EXAMPLE1_KILN, "fuel_co2_kg_per_gj": 97.5}  # petcoke (docs/kpis.md §4 [U])
     rows = one_window(make_config([kiln]), EXAMPLE1_VALUES)
     assert value(rows, "kiln1", "co2_kg_per_t_clinker") == pytest.approx(525 + 3.7777778 * 97.5, rel=1e-6)
 
@@ -132,7 +132,7 @@ def test_domain_example2_whr_gross_and_net_per_tonne_clinker() -> None:
 
 
 def test_domain_example2_false_air_of_inlet_gas() -> None:
-    """O2 kiln inlet 2.3 %, PH exit 4.8 % -> 15.43 % of inlet gas (DOMAIN §8 two-point method)."""
+    """O2 kiln inlet 2.3 %, PH exit 4.8 % -> 15.43 % of inlet gas (docs/kpis.md §8 two-point method)."""
     rows = one_window(make_config([EXAMPLE1_KILN]), EXAMPLE1_VALUES)
     assert sig4(value(rows, "kiln1", "preheater_false_air_pct")) == 15.43
 
@@ -163,7 +163,7 @@ ALLOC_VALUES = {
 
 
 def test_clinker_power_allocates_raw_meal_via_feed_to_clinker_and_coal_via_coal_ratio() -> None:
-    """DOMAIN §2: kiln 25 + raw 15 x 1.6 + coal 20 x 0.1 = 51 kWh/t clinker."""
+    """docs/kpis.md §2: kiln 25 + raw 15 x 1.6 + coal 20 x 0.1 = 51 kWh/t clinker."""
     cfg = make_config([ALLOC_KILN, RAW, COAL])
     rows = one_window(cfg, ALLOC_VALUES)
     assert value(rows, "kiln1", "specific_power_kwh_per_t") == pytest.approx(25.0)
@@ -230,7 +230,7 @@ def test_only_good_samples_count_towards_the_mean() -> None:
         .otherwise(pl.col("quality"))
         .alias("quality")
     )
-    rows = compute_kpis(cfg, pl.concat([good, bad]), 60)
+    rows = compute_kpis(cfg.rule_settings(), pl.concat([good, bad]), 60)
     row = kpi_value(rows, "cm1", "specific_power_kwh_per_t")
     assert row["value"] == pytest.approx(4630 / 148)
     assert row["good_fraction"] == pytest.approx(0.5)
@@ -247,12 +247,12 @@ def test_little_good_data_is_flagged_partial_and_none_is_null() -> None:
             samples(values, start=T0 + timedelta(seconds=10), seconds=50, quality=quality),
         ]
     )
-    row = kpi_value(compute_kpis(cfg, data, 60), "cm1", "specific_power_kwh_per_t")
+    row = kpi_value(compute_kpis(cfg.rule_settings(), data, 60), "cm1", "specific_power_kwh_per_t")
     assert row["value"] == pytest.approx(4630 / 148)
     assert row["good_fraction"] == pytest.approx(10 / 60)
     assert row["reason"] == "partial data"
     none = samples(values, seconds=60, quality={"cm1.feed_tph": "stale"})
-    row = kpi_value(compute_kpis(cfg, none, 60), "cm1", "specific_power_kwh_per_t")
+    row = kpi_value(compute_kpis(cfg.rule_settings(), none, 60), "cm1", "specific_power_kwh_per_t")
     assert row["value"] is None and row["reason"] == "no good data" and row["good_fraction"] == 0.0
 
 
@@ -285,7 +285,7 @@ def test_rows_have_the_kpi_table_columns_and_units_in_names() -> None:
     assert set(rows["site"].to_list()) == {"p1"}
     for kpi, unit in rows.select("kpi", "unit").unique().iter_rows():
         assert KPI_UNITS[kpi] == unit
-    # the contract names (CONTRACT §5) are present for a kiln with these roles
+    # the contract names (docs/kpis.md) are present for a kiln with these roles
     kiln_kpis = set(rows.filter(pl.col("asset") == "kiln1")["kpi"].to_list())
     assert {
         "clinker_tph",
@@ -309,7 +309,7 @@ def test_compute_kpis_fills_windows_without_samples_with_null_rows() -> None:
             samples(CEMENT_VALUES, start=T0 + timedelta(minutes=3), seconds=60),
         ]
     )
-    rows = compute_kpis(cfg, data, 60).filter(pl.col("kpi") == "specific_power_kwh_per_t")
+    rows = compute_kpis(cfg.rule_settings(), data, 60).filter(pl.col("kpi") == "specific_power_kwh_per_t")
     assert rows["ts"].to_list() == [T0 + timedelta(minutes=m) for m in range(4)]
     assert rows["reason"].to_list() == [None, "no good data", "no good data", None]
 
@@ -317,7 +317,7 @@ def test_compute_kpis_fills_windows_without_samples_with_null_rows() -> None:
 def test_hourly_windows_are_utc_aligned() -> None:
     cfg = make_config([CEMENT_MILL])
     data = samples(CEMENT_VALUES, start=T0 + timedelta(minutes=50), seconds=1200, every=10)
-    rows = compute_kpis(cfg, data, 3600).filter(pl.col("kpi") == "feed_tph")
+    rows = compute_kpis(cfg.rule_settings(), data, 3600).filter(pl.col("kpi") == "feed_tph")
     assert rows["ts"].to_list() == [T0, T0 + timedelta(hours=1)]
 
 

@@ -65,7 +65,7 @@ def sample_sets(draw: st.DrawFn) -> pl.DataFrame:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=sample_sets(), window=st.sampled_from([60, 900]))
 def test_no_kpi_is_ever_inf_nan_or_huge(data: pl.DataFrame, window: int) -> None:
-    rows = compute_kpis(CFG, data, window)
+    rows = compute_kpis(CFG.rule_settings(), data, window)
     assert rows.height > 0
     for v, reason, gf in rows.select("value", "reason", "good_fraction").iter_rows():
         if v is None:
@@ -86,7 +86,7 @@ def test_no_kpi_is_ever_inf_nan_or_huge(data: pl.DataFrame, window: int) -> None
 def test_specific_heat_is_heat_over_clinker_whenever_the_kiln_runs(
     feed: float, coal: float, ncv: float, kw: float
 ) -> None:
-    """Formula property (DOMAIN §1): SHC x clinker = heat input; NULL exactly when the kiln is stopped."""
+    """Formula property (docs/kpis.md §1): SHC x clinker = heat input; NULL exactly when the kiln is stopped."""
     vals = {
         "kiln1.feed": feed,
         "kiln1.coal_a": coal / 2,
@@ -97,7 +97,7 @@ def test_specific_heat_is_heat_over_clinker_whenever_the_kiln_runs(
         "kiln1.o2_in": 2.0,
     }
     data = frame([(T0, t, v, "good") for t, v in vals.items()])
-    rows = compute_kpis(CFG, data, 60).filter(pl.col("asset") == "kiln1")
+    rows = compute_kpis(CFG.rule_settings(), data, 60).filter(pl.col("asset") == "kiln1")
     got = dict(zip(rows["kpi"], rows["value"], strict=True))
     clinker = feed / 1.6
     assert got["clinker_tph"] == clinker

@@ -48,7 +48,7 @@ class Run:
 def simulate(scenario: str, minutes: int, seed: int = 1) -> Run:
     model = plant.PlantModel(scenario=scenario, seed=seed)
     cfg = parse_config(tomllib.loads(config_gen.agent_config_toml(modbus_port=5020, opcua_port=4840)))
-    engine = RuleEngine(cfg)
+    engine = RuleEngine(cfg.rule_settings())
     start = model.now
     frames: list[pl.DataFrame] = []
     events: list[AlertEvent] = []
@@ -86,7 +86,7 @@ def test_false_air_leak_raises_the_false_air_alerts() -> None:
     o2_in = run.series("kiln1.kiln_inlet_o2_pct").rename({"value": "in"})
     fa = o2_out.join(o2_in, on="ts").select(
         "ts", ((pl.col("out") - pl.col("in")) / (21 - pl.col("out")) * 100).alias("value")
-    )  # DOMAIN §8 two-point method, per sample
+    )  # docs/kpis.md §8 two-point method, per sample
     for rule, threshold, for_secs in (("kiln.false_air.critical", 15, 600), ("kiln.false_air.high", 10, 900)):
         fired = run.first(rule)
         first, visible = visible_since(fa, partial(operator.lt, threshold), fired.ts)
@@ -100,8 +100,8 @@ def test_burner_inefficiency_raises_co_then_specific_heat() -> None:
     fired = run.first("kiln.co.high")
     first, visible = visible_since(run.series("kiln1.kiln_inlet_co_pct"), lambda v: v > 0.1, fired.ts)
     assert_in_time(fired, first, visible, 300)
-    # SHC +7 % (DOMAIN §8): the rule reads the rolling 60-min SHC, recomputed here from the raw
-    # samples at each evaluation (DOMAIN §1: fuel x NCV / (feed / F), in kcal/kg)
+    # SHC +7 % (docs/kpis.md §8): the rule reads the rolling 60-min SHC, recomputed here from the raw
+    # samples at each evaluation (docs/kpis.md §1: fuel x NCV / (feed / F), in kcal/kg)
     shc = run.first("kiln.specific_heat.high")
     assert shc.value is not None and shc.threshold == pytest.approx(735 * 1.03)
     rolling = []

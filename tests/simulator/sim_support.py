@@ -1,7 +1,7 @@
 """Shared helpers for the simulator tests: runs of the pure model, KPIs from served signals, and
 readers that fetch every tag over a real pymodbus / asyncua client.
 
-KPI formulas are DOMAIN's, computed independently of the simulator's internals:
+KPI formulas are those of docs/kpis.md, computed independently of the simulator's internals:
 SHC = Σ fuel x NCV / clinker (§1, 1 kcal/kg = 4.1868 MJ/t), kWh/t = Σ drive kW / product t/h (§2),
 WHR kWh/t clinker = generator kW / clinker t/h (§5), false air two-point = (O2out - O2in)/(21 - O2out)
 x 100 % of inlet gas (§8).
@@ -55,18 +55,18 @@ class Readings:
     def mean(self, name: str) -> float:
         return float(self[name].mean())
 
-    # DOMAIN §1: SHC over the window = heat input / clinker (ratio of means, as a KPI window does)
+    # docs/kpis.md §1: SHC over the window = heat input / clinker (ratio of means, as a KPI window does)
     def shc_kcal_per_kg(self, k: int = 1) -> float:
         fuel = self.mean(f"kiln{k}.main_burner_coal_tph") + self.mean(f"kiln{k}.calciner_coal_tph")
         clinker = self.mean(f"kiln{k}.feed_tph") / F
         return fuel * NCV_MJ_PER_KG * 1000.0 / clinker / MJ_PER_T_PER_KCAL_PER_KG
 
-    # DOMAIN §8: two-point false air, % of inlet gas, per reading
+    # docs/kpis.md §8: two-point false air, % of inlet gas, per reading
     def false_air_pct(self, k: int = 1) -> npt.NDArray[np.float64]:
         o2_in, o2_out = self[f"kiln{k}.kiln_inlet_o2_pct"], self[f"kiln{k}.ph_exit_o2_pct"]
         return np.asarray((o2_out - o2_in) / (21.0 - o2_out) * 100.0)
 
-    # DOMAIN §2: section kWh / section product
+    # docs/kpis.md §2: section kWh / section product
     def kwh_per_t(self, asset: str, drives: Sequence[str]) -> float:
         kw = sum(self.mean(f"{asset}.{d}") for d in drives)
         return kw / self.mean(f"{asset}.feed_tph")
@@ -80,7 +80,7 @@ class Readings:
     def cement_mill_kwh_per_t(self, k: int = 1) -> float:
         return self.kwh_per_t(f"cement_mill{k}", ["main_drive_kw", "separator_kw", "fan_kw"])
 
-    # DOMAIN §5: WHR gross / net kWh per t clinker of the credited kiln
+    # docs/kpis.md §5: WHR gross / net kWh per t clinker of the credited kiln
     def whr_kwh_per_t(self, k: int = 1, *, net: bool = False) -> float:
         gen = self.mean(f"whr{k}.generator_kw") - (self.mean(f"whr{k}.aux_kw") if net else 0.0)
         return gen / (self.mean(f"kiln{k}.feed_tph") / F)

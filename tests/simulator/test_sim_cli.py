@@ -17,7 +17,9 @@ import pytest
 from sim_support import read_all_modbus
 
 from agent.cli import main
-from agent.config import ModbusSource, OpcuaSource, parse_config
+from agent.config import parse_config
+from connectors.modbus_config import ModbusSource
+from connectors.opcua_config import OpcuaSource
 from simulator.config_gen import agent_config_toml
 
 DEPLOY_SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "kilnwatch-sim.toml"

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-from agent.config import TAG_ROLES, ModbusSource, OpcuaSource, parse_config
+from agent.config import parse_config
+from connectors.modbus_config import ModbusSource
+from connectors.opcua_config import OpcuaSource
+from rules.assets import TAG_ROLES
 from simulator.config_gen import DEFAULT_MODBUS_PORT, DEFAULT_OPCUA_PORT, agent_config_toml
 from simulator.tagmap import build_tagmap
 
@@ -40,7 +43,7 @@ def test_generated_config_passes_the_agent_validator_with_every_role() -> None:
         missing = set(TAG_ROLES[asset.type]) - set(asset.roles()) - optional
         assert not missing, f"{asset.id} lacks roles {missing}"
     kiln = by_id["kiln1"]
-    assert kiln.feed_to_clinker == 1.6 and kiln.fuel_ncv_mj_per_kg == 25.0  # DOMAIN §1, §6
+    assert kiln.feed_to_clinker == 1.6 and kiln.fuel_ncv_mj_per_kg == 25.0  # docs/kpis.md §1, §6
     assert kiln.nominal_feed_tph == 330.0
     assert kiln.target_specific_heat_kcal_per_kg == 735.0
     assert kiln.design_ph_exit_temp_c == 320.0

@@ -1,4 +1,4 @@
-"""The pure plant model: DOMAIN ranges in ``normal``, each scenario's effect, determinism.
+"""The pure plant model: docs/kpis.md ranges in ``normal``, each scenario's effect, determinism.
 
 Long horizons run the model directly (no sockets). Scenario effects are measured against a
 ``normal`` run with the same seed: every section draws its own noise, so the difference between the
@@ -44,7 +44,7 @@ def scenario_2h(name: str) -> Readings:
 
 
 def test_every_signal_stays_in_its_domain_range_through_a_normal_day(normal_day: Readings) -> None:
-    """DOMAIN §6 normal ranges: >= 99 % of readings inside, and the daily mean inside."""
+    """docs/kpis.md §6 normal ranges: >= 99 % of readings inside, and the daily mean inside."""
     for t in normal_day.tagmap.tags:
         if t.counter or t.is_bool:
             continue
@@ -58,17 +58,17 @@ def test_every_signal_stays_in_its_domain_range_through_a_normal_day(normal_day:
 def test_normal_kpis_from_served_signals_match_domain(normal_day: Readings) -> None:
     r = normal_day
     shc = r.shc_kcal_per_kg()
-    assert 700 <= shc <= 780  # DOMAIN §1 brief band, target ~735
+    assert 700 <= shc <= 780  # docs/kpis.md §1 brief band, target ~735
     assert shc == pytest.approx(TARGET_SHC_KCAL_PER_KG, rel=0.03)
-    assert 250 <= r.mean("kiln1.feed_tph") <= 350  # DOMAIN §6
-    assert 14 <= r.raw_mill_kwh_per_t() <= 18  # DOMAIN §2 raw VRM incl. fan
-    assert 18 <= r.coal_mill_kwh_per_t() <= 25  # DOMAIN §2 coal VRM
-    assert 32 <= r.cement_mill_kwh_per_t() <= 40  # DOMAIN §2 closed-circuit ball mill
-    assert 30 <= r.whr_kwh_per_t() <= 45  # DOMAIN §5 gross
-    assert r.whr_kwh_per_t(net=True) > 30  # DOMAIN §8 under-performance threshold not reached
-    assert np.mean(r.false_air_pct() < 5.0) >= 0.99  # DOMAIN §8 "good" < 5 %
-    assert np.mean(r["kiln1.kiln_inlet_co_pct"] < 0.1) >= 0.999  # DOMAIN §8 CO warn 0.1 %
-    assert 300 <= r.mean("kiln1.ph_exit_temp_c") <= 340  # DOMAIN §6 5-stage
+    assert 250 <= r.mean("kiln1.feed_tph") <= 350  # docs/kpis.md §6
+    assert 14 <= r.raw_mill_kwh_per_t() <= 18  # docs/kpis.md §2 raw VRM incl. fan
+    assert 18 <= r.coal_mill_kwh_per_t() <= 25  # docs/kpis.md §2 coal VRM
+    assert 32 <= r.cement_mill_kwh_per_t() <= 40  # docs/kpis.md §2 closed-circuit ball mill
+    assert 30 <= r.whr_kwh_per_t() <= 45  # docs/kpis.md §5 gross
+    assert r.whr_kwh_per_t(net=True) > 30  # docs/kpis.md §8 under-performance threshold not reached
+    assert np.mean(r.false_air_pct() < 5.0) >= 0.99  # docs/kpis.md §8 "good" < 5 %
+    assert np.mean(r["kiln1.kiln_inlet_co_pct"] < 0.1) >= 0.999  # docs/kpis.md §8 CO warn 0.1 %
+    assert 300 <= r.mean("kiln1.ph_exit_temp_c") <= 340  # docs/kpis.md §6 5-stage
     assert np.all((r["kiln1.clinker_temp_c"] >= 80) & (r["kiln1.clinker_temp_c"] <= 150))
 
 
@@ -90,11 +90,11 @@ def test_same_seed_gives_identical_values_and_another_seed_does_not() -> None:
 def test_false_air_leak_raises_false_air_ph_temperature_and_specific_heat(baseline_2h: Readings) -> None:
     leak = scenario_2h("false_air_leak")
     base, hot = baseline_2h.tail(1), leak.tail(1)
-    assert np.mean(hot.false_air_pct()) > 15.0  # DOMAIN §8 critical
+    assert np.mean(hot.false_air_pct()) > 15.0  # docs/kpis.md §8 critical
     assert np.mean(base.false_air_pct()) < 5.0
     assert hot.mean("kiln1.ph_exit_o2_pct") > base.mean("kiln1.ph_exit_o2_pct") + 1.5
     assert hot.mean("kiln1.ph_exit_temp_c") > base.mean("kiln1.ph_exit_temp_c") + 15.0
-    # DOMAIN §8: ~1.5-2.5 kcal/kg per % false air -> +16.5 % gives roughly +25-40 kcal/kg
+    # docs/kpis.md §8: ~1.5-2.5 kcal/kg per % false air -> +16.5 % gives roughly +25-40 kcal/kg
     delta = hot.shc_kcal_per_kg() - base.shc_kcal_per_kg()
     assert 20.0 <= delta <= 45.0
     assert hot.mean("kiln1.id_fan_kw") > 1.15 * base.mean("kiln1.id_fan_kw")
@@ -113,7 +113,7 @@ def test_burner_inefficiency_raises_specific_heat_and_co(baseline_2h: Readings) 
 
 def test_mill_running_empty_keeps_the_drive_loaded_with_no_feed(baseline_2h: Readings) -> None:
     empty = scenario_2h("mill_running_empty").tail(0.25)
-    assert empty["cement_mill1.feed_tph"].max() < 0.05 * 135.0  # DOMAIN §8: feed < 5 % nominal
+    assert empty["cement_mill1.feed_tph"].max() < 0.05 * 135.0  # docs/kpis.md §8: feed < 5 % nominal
     drive = empty["cement_mill1.main_drive_kw"]
     assert drive.min() > 0.3 * 4700.0  # main drive > 30 % rated
     section = drive + empty["cement_mill1.separator_kw"] + empty["cement_mill1.fan_kw"]
@@ -129,9 +129,9 @@ def test_whr_underperformance_drops_specific_generation_below_30(baseline_2h: Re
     weak = scenario_2h("whr_underperformance").tail(1.5)
     base = baseline_2h.tail(1.5)
     assert weak.whr_kwh_per_t() < 30.0
-    assert weak.whr_kwh_per_t(net=True) < 30.0  # DOMAIN §8 WHR under-performance
+    assert weak.whr_kwh_per_t(net=True) < 30.0  # docs/kpis.md §8 WHR under-performance
     assert base.whr_kwh_per_t(net=True) > 30.0
-    assert weak.mean("whr1.aqc_inlet_temp_c") < base.mean("whr1.aqc_inlet_temp_c") - 30.0  # DOMAIN §8
+    assert weak.mean("whr1.aqc_inlet_temp_c") < base.mean("whr1.aqc_inlet_temp_c") - 30.0  # docs/kpis.md §8
     assert weak.shc_kcal_per_kg() == pytest.approx(base.shc_kcal_per_kg(), rel=0.005)  # kiln unaffected
 
 

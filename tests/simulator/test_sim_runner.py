@@ -13,7 +13,9 @@ from pymodbus.exceptions import ModbusException
 from pymodbus.server import ModbusTcpServer
 from sim_support import read_all_modbus
 
-from agent.config import ModbusSource, OpcuaSource, parse_config
+from agent.config import parse_config
+from connectors.modbus_config import ModbusSource
+from connectors.opcua_config import OpcuaSource
 from simulator.runner import SimulatedPlant
 
 

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from simulator.scenarios import (
     CATALOGUE,
     ScenarioError,
     ScheduledScenario,
     describe,
-    format_duration,
-    parse_duration,
     parse_scenarios,
 )
 
@@ -58,15 +54,6 @@ def test_bad_scenario_strings_give_one_clear_line(text: str, fragment: str) -> N
         parse_scenarios(text)
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
-
-
-def test_durations_accept_units_and_bare_seconds() -> None:
-    assert [parse_duration(x) for x in ("90", "90s", "10m", "2h", "1.5d")] == [90, 90, 600, 7200, 129600]
-
-
-@given(st.integers(min_value=1, max_value=10**7))
-def test_format_duration_round_trips(secs: int) -> None:
-    assert parse_duration(format_duration(float(secs))) == secs
 
 
 def test_every_scenario_is_documented_with_an_expected_effect() -> None:
