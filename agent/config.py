@@ -38,10 +38,17 @@ class ConfigError(Exception):
 
 
 class AgentSection(StrictModel):
+    """``[agent]``: the site, storage, evaluation cadence and auditor-facing settings."""
+
+    #: Site id: in MQTT topics and in every stored row.
     site: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    #: The DuckDB file (one per site); its directory is created at start.
     db_path: str = "data/kilnwatch.duckdb"
+    #: How often the rule engine closes windows, computes KPIs and evaluates rules.
     evaluate_every_secs: float = Field(default=10, gt=0)
+    #: Samples reach DuckDB at least this often (a kill -9 loses at most this much).
     flush_every_secs: float = Field(default=5, gt=0)
+    #: Extra rule packs (TOML), loaded after the built-in cement pack; a re-declared id overrides.
     rule_files: list[str] = Field(default_factory=list)
     #: Raw samples kept in memory for the rule engine. The engine folds each tick's new samples into
     #: its own per-minute statistics (rolling rule windows live there), so this only has to cover a
@@ -49,6 +56,7 @@ class AgentSection(StrictModel):
     window_secs: int = Field(default=300, ge=60)
     #: Prometheus metrics on 127.0.0.1:PORT; 0 = disabled.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: Address the Prometheus endpoint listens on (loopback unless a scraper needs more).
     metrics_host: str = "127.0.0.1"
     #: A good sample older than this is reported as ``stale`` by the rule engine.
     stale_after_secs: float = Field(default=30, gt=0)
@@ -58,10 +66,12 @@ class AgentSection(StrictModel):
     shifts: list[str] = Field(default_factory=lambda: ["06:00", "14:00", "22:00"])
     #: Site altitude above sea level; GB 16780 grade-3 correction above 1500 m (docs/kpis.md §3).
     altitude_m: float = 0.0
+    #: Mean site air pressure, used instead of the altitude for the grade-3 correction when given.
     site_pressure_pa: float | None = None
     #: Consistent copy of the database written by the agent for auditors, since no other process can
     #: open the live file while the agent writes it (docs/auditors.md); unset = off.
     snapshot_path: str | None = None
+    #: How often the auditor snapshot is rewritten.
     snapshot_every_secs: float = Field(default=3600, ge=60)
 
     @field_validator("shifts")
@@ -77,23 +87,39 @@ class AgentSection(StrictModel):
 
 
 class MqttSection(StrictModel):
+    """``[mqtt]``: the broker alerts and KPIs go to; absent = alerts stay in the outbox only."""
+
+    #: ``mqtt://host:port`` or ``mqtts://host:port`` (TLS; default ports 1883 / 8883).
     url: str = "mqtt://127.0.0.1:1883"
+    #: First topic level: ``{prefix}/{site}/{asset}/alerts/{rule}`` (docs/mqtt.md).
     topic_prefix: str = Field(default="kilnwatch", pattern=r"^[A-Za-z0-9_./-]+$")
+    #: MQTT client id; unset = ``kilnwatch-{site}``.
     client_id: str | None = None
+    #: User name at the broker; the password comes from password_env or password_file.
     username: str | None = None
     #: Name of the environment variable that holds the password (never the password itself).
     password_env: str | None = None
+    #: File whose content is the password (e.g. a systemd credential), used when no env var is named.
     password_file: str | None = None
+    #: CA bundle that signs the broker's certificate (mqtts://); unset = the system's CAs.
     ca_file: str | None = None
+    #: Client certificate (PEM) for brokers that authenticate clients by certificate.
     cert_file: str | None = None
+    #: Private key of cert_file (PEM).
     key_file: str | None = None
+    #: Skip broker certificate and host name checks. Only for a lab: it defeats TLS.
     tls_insecure: bool = False
+    #: MQTT protocol version; ``auto`` tries 5 and falls back to 3.1.1.
     protocol: Literal["5", "3.1.1", "auto"] = "auto"
+    #: Keep-alive interval: a dead broker connection is noticed within about 1.5x this.
     keepalive_secs: int = Field(default=30, ge=5)
-    #: KPI snapshots: publish when any KPI moves by more than this fraction, and at least this often.
+    #: KPI snapshots are published when any KPI moves by more than this percentage ...
     kpi_deadband_pct: float = Field(default=1.0, ge=0)
+    #: ... and at least this often (data time), as a heartbeat.
     kpi_heartbeat_secs: float = Field(default=60, gt=0)
+    #: Reconnect delays to the broker grow from min to max (jittered, common/backoff.py).
     reconnect_min_secs: float = Field(default=1, gt=0)
+    #: Upper bound of the broker reconnect delay.
     reconnect_max_secs: float = Field(default=60, gt=0)
     #: Delivered outbox rows older than this are pruned; undelivered rows are never pruned.
     outbox_retention_days: float = Field(default=7.0, gt=0)
@@ -121,9 +147,13 @@ class MqttSection(StrictModel):
 
 
 class Config(StrictModel):
+    """The whole file: ``[agent]``, optional ``[mqtt]``, ``[[sources]]`` and ``[[assets]]``."""
+
     agent: AgentSection
     mqtt: MqttSection | None = None
+    #: PLCs and servers to read (connectors/modbus_config.py, connectors/opcua_config.py).
     sources: list[SourceConfig] = Field(default_factory=list)
+    #: What each signal means to the KPIs (rules/assets.py).
     assets: list[Asset] = Field(default_factory=list)
 
     @model_validator(mode="after")

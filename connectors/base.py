@@ -24,11 +24,13 @@ class SourceBase(StrictModel):
 
     #: Unique name; appears in logs, metrics and the ``source_status`` table.
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    #: Poll period (Modbus, OPC UA poll mode) or requested publishing interval (OPC UA subscribe).
     poll_interval_ms: int = Field(default=1000, ge=10)
     #: One request (or connection attempt) taking longer than this is a communication error.
     timeout_ms: int = Field(default=1000, ge=10)
     #: Reconnect delays grow from min to max (jittered, common/backoff.py).
     reconnect_min_ms: int = Field(default=500, ge=10)
+    #: Upper bound of the reconnect delay during a long outage.
     reconnect_max_ms: int = Field(default=30_000, ge=10)
     #: A disabled source stays in the file but is not polled.
     enabled: bool = True

@@ -39,7 +39,9 @@ class ModbusTag(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+$")
     #: 0-based protocol address of the first register or bit (``register`` in the file).
     address: int = Field(alias="register", ge=0, le=65535)
+    #: Register table: holding (FC3), input (FC4), coil (FC1) or discrete input (FC2).
     table: RegisterTable = "holding"
+    #: How the register(s) encode the value; coil and discrete tags are bool.
     data_type: DataType = "float32"
     #: Order of the 16-bit words of a 32/64-bit value.
     word_order: Literal["big", "little"] = "big"
@@ -47,11 +49,13 @@ class ModbusTag(StrictModel):
     byte_order: Literal["big", "little"] = "big"
     #: ``value = raw * scale + offset``.
     scale: float = 1.0
+    #: Added after scaling.
     offset: float = 0.0
     #: Engineering unit, stored with KPIs that pass the signal through.
     unit: str = ""
     #: Plausible engineering range; a value outside it is stored with quality ``bad``.
     min: float | None = None
+    #: Upper end of the plausible range (see min).
     max: float | None = None
 
     @model_validator(mode="after")
@@ -70,17 +74,23 @@ class ModbusTag(StrictModel):
 class ModbusSource(SourceBase):
     """A Modbus TCP device (PLC, gateway) polled with read function codes only (1-4)."""
 
+    #: Selects the Modbus TCP connector.
     type: Literal["modbus"]
+    #: Host name or IP address of the device or gateway.
     host: str
+    #: TCP port (502 is the Modbus default).
     port: int = Field(default=502, ge=1, le=65535)
     #: Modbus unit (device) id; 0 or 255 for many TCP-native devices.
     unit_id: int = Field(default=1, ge=0, le=255)
     #: Registers of a table closer than this are merged into one request (Telegraf's optimisation).
     max_gap_registers: int = Field(default=10, ge=0, le=124)
+    #: Upper bound of one FC3/FC4 read; some devices accept fewer than the protocol's 125.
     max_registers_per_request: int = Field(default=125, ge=1, le=125)
+    #: Upper bound of one FC1/FC2 read (protocol limit 2,000).
     max_bits_per_request: int = Field(default=2000, ge=1, le=2000)
     #: A tag quarantined after a Modbus exception is retried this often.
     quarantine_retry_secs: float = Field(default=60, gt=0)
+    #: The values to read: ``[[sources.tags]]``.
     tags: list[ModbusTag] = Field(min_length=1)
 
 

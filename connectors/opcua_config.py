@@ -25,12 +25,15 @@ class OpcuaTag(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+$")
     #: ``ns=2;s=Name``, ``nsu=URI;s=Name`` (immune to namespace renumbering) or ``i=85``.
     node_id: str = Field(min_length=3)
+    #: Engineering unit, stored with KPIs that pass the signal through.
     unit: str = ""
     #: ``value = raw * scale + offset``.
     scale: float = 1.0
+    #: Added after scaling.
     offset: float = 0.0
     #: Plausible engineering range; a value outside it is stored with quality ``bad``.
     min: float | None = None
+    #: Upper end of the plausible range (see min).
     max: float | None = None
 
     @field_validator("node_id")
@@ -48,22 +51,27 @@ class OpcuaTag(StrictModel):
 class OpcuaSource(SourceBase):
     """An OPC UA server read with the Read and subscription services only (never Write)."""
 
+    #: Selects the OPC UA connector.
     type: Literal["opcua"]
     #: ``opc.tcp://host:port/path``.
     endpoint: str
     #: ``subscribe``: the server reports changes (cheap); ``poll``: Read every ``poll_interval_ms``.
     mode: Literal["subscribe", "poll"] = "subscribe"
+    #: Message security: Basic256Sha256 signing, or signing and encryption, with certificates.
     security: Security = "None"
-    #: The agent's application instance certificate and key (needed for any security but None).
+    #: The agent's application instance certificate (needed for any security but None).
     cert_file: str | None = None
+    #: Private key of cert_file (PEM).
     key_file: str | None = None
     #: The server's certificate, pinned; unset = take the one the server presents.
     server_cert_file: str | None = None
+    #: User name for a user-name identity token; unset = anonymous.
     username: str | None = None
     #: Name of the environment variable that holds the password (never the password itself).
     password_env: str | None = None
     #: File whose first line is the password (e.g. a systemd credential), used when no env var is named.
     password_file: str | None = None
+    #: The variables to read: ``[[sources.tags]]``.
     tags: list[OpcuaTag] = Field(min_length=1)
 
     @field_validator("endpoint")

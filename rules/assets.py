@@ -67,48 +67,76 @@ class Asset(StrictModel):
 
     #: Unique id; used in KPI rows, rule globs and MQTT topics.
     id: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    #: Plant section type; decides which roles and KPIs apply.
     type: AssetType
     # kiln
     #: t kiln feed per t clinker (raw meal factor); needed to derive clinker from kiln_feed_tph.
     feed_to_clinker: float | None = Field(default=None, gt=0.5, lt=3.0)
+    #: Kiln feed (raw meal) weigher(s), t/h; clinker = feed / feed_to_clinker.
     kiln_feed_tph: TagList | None = None
+    #: Fuel feeders (main burner, calciner), t/h; summed into the heat input.
     fuel_tph: TagList | None = None
     #: Net calorific value of the fuel, MJ/kg as fired (or fuel_ncv_tag for a lab value).
     fuel_ncv_mj_per_kg: float | None = Field(default=None, gt=0, lt=60)
+    #: Tag carrying the fuel's NCV in MJ/kg (a lab value), instead of fuel_ncv_mj_per_kg.
     fuel_ncv_tag: str | None = None
     #: Fuel type for the default CO2 factor when fuel_co2_kg_per_gj is not given.
     fuel_type: str = "bituminous_coal"
+    #: Direct CO2 factor of the fuel; unset = the default of fuel_type (docs/kpis.md §4).
     fuel_co2_kg_per_gj: float | None = Field(default=None, ge=0, lt=200)
     #: Calcination CO2 per t clinker (default 525 kg/t, docs/kpis.md §4), unless CaO/MgO are given.
     calcination_co2_kg_per_t: float = Field(default=525.0, ge=0, lt=1000)
+    #: CaO content of the clinker, %: calcination CO2 from the composition (docs/kpis.md §4).
     clinker_cao_pct: float | None = Field(default=None, ge=0, le=100)
+    #: MgO content of the clinker, % (with clinker_cao_pct).
     clinker_mgo_pct: float | None = Field(default=None, ge=0, le=100)
+    #: Preheater exit gas temperature (averaged over the tags), °C.
     ph_exit_temp_c: TagList | None = None
+    #: Preheater exit O2, % (with kiln_inlet_o2_pct: preheater false air, docs/kpis.md §8).
     ph_exit_o2_pct: TagList | None = None
+    #: Kiln inlet O2, %.
     kiln_inlet_o2_pct: TagList | None = None
+    #: Kiln inlet CO, % (incomplete combustion alarm).
     kiln_inlet_co_pct: TagList | None = None
+    #: Clinker temperature at the cooler exit, °C.
     clinker_temp_c: TagList | None = None
+    #: Secondary air temperature, °C (cooler recuperation).
     secondary_air_temp_c: TagList | None = None
+    #: Tertiary air temperature, °C.
     tertiary_air_temp_c: TagList | None = None
-    #: Design and target figures that the built-in rules compare against.
+    #: Design feed rate; the built-in rules scale minimum-production checks from it.
     nominal_feed_tph: float | None = Field(default=None, gt=0)
+    #: Target specific heat the built-in rules compare against.
     target_specific_heat_kcal_per_kg: float | None = Field(default=None, gt=0)
+    #: Design preheater exit temperature the built-in rules compare against.
     design_ph_exit_temp_c: float | None = None
     # all
+    #: Electrical drives of the asset (main drive, fans, separator), kW; summed.
     power_kw: TagList | None = None
     # mills
+    #: Mill feed weigher(s), t/h: the mill's own product for kWh/t.
     feed_tph: TagList | None = None
+    #: Run signal(s) (1 = running); the max over the tags.
     running: TagList | None = None
+    #: Product fineness (Blaine), cm²/g (cement mills).
     fineness_blaine_cm2_per_g: TagList | None = None
+    #: Installed drive power; idle-running checks compare against it.
     rated_power_kw: float | None = Field(default=None, gt=0)
     # whr (and raw/coal mills: the kiln they feed, when a site has more than one)
+    #: WHR generator output, kW (gross generation).
     generator_kw: TagList | None = None
+    #: WHR auxiliaries (pumps, cooling tower fans), kW; net = generator - aux.
     aux_kw: TagList | None = None
+    #: AQC (cooler) boiler inlet gas temperature, °C.
     aqc_inlet_temp_c: TagList | None = None
+    #: SP boiler inlet gas temperature, °C.
     sp_inlet_temp_c: TagList | None = None
+    #: The kiln asset a WHR unit is credited to, or a raw/coal mill feeds (needed with several kilns).
     kiln: str | None = None
     # plant
+    #: Compressed-air compressors, kW (plant asset).
     compressor_kw: TagList | None = None
+    #: Plant-wide production flag: compressed-air waste is judged while it is 0.
     production_running: TagList | None = None
 
     @model_validator(mode="after")
