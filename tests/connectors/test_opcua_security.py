@@ -128,3 +128,13 @@ async def test_wrong_password_is_a_comm_error_not_a_crash(
     frame = await conn.read_once()
     assert frame.row(0)[2:] == (None, "comm_error")
     assert conn.stats.errors == 1 and not conn.stats.connected
+
+
+async def test_password_from_a_file_opens_a_secure_session(
+    secure_server: OpcuaTestServer, certs: dict[str, Path], tmp_path: Path
+) -> None:
+    secret = tmp_path / "opcua-password"
+    secret.write_text("s3cret\n", encoding="utf-8")  # a trailing newline, as editors and systemd write it
+    src = source(secure_server, certs, password_env=None, password_file=str(secret))
+    assert src.password() == "s3cret"
+    assert await read(src) == (287.5, "good")
