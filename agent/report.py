@@ -119,7 +119,7 @@ def _num(v: object, digits: int = 1) -> str:
             return "–"
         return f"{v:,.{digits}f}"
     if isinstance(v, datetime):
-        return f"{v.astimezone(UTC):%Y-%m-%d %H:%M}"
+        return f"{to_utc(v):%Y-%m-%d %H:%M}"
     return html.escape(str(v))
 
 

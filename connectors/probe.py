@@ -27,11 +27,11 @@ from rich.table import Table
 from common.cli import EXIT_OK, EXIT_USAGE, CliError
 from connectors.base import ConnectorError
 from connectors.modbus_codec import BIT_TABLES, DATA_TYPES, ORDERS, decode_all_orders
+from connectors.modbus_config import REGISTER_WIDTH
 
 #: Modicon-style reference offsets (0xxxx coils, 1xxxx discrete inputs, 3xxxx input, 4xxxx holding).
 MODICON_BASE = {"coil": 0, "discrete": 100_000, "input": 300_000, "holding": 400_000}
 _NUMERIC_TYPES = [t for t in DATA_TYPES if t != "bool"]
-_WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4, "bool": 1}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -173,7 +173,7 @@ def modbus_toml(
 ) -> str:
     """``[[sources.tags]]`` for consecutive values of ``data_type`` in the range read."""
     word_order, byte_order = ORDERS[order]
-    width = 1 if table in BIT_TABLES else _WIDTH[data_type]
+    width = 1 if table in BIT_TABLES else REGISTER_WIDTH[data_type]
     decoded = (
         np.asarray(values, dtype=np.float64)
         if table in BIT_TABLES
