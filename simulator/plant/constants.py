@@ -1,0 +1,47 @@
+"""Plant constants of the simulated 5,000 t/d precalciner line, each with its docs/kpis.md reference.
+
+These are also the defaults of the generated agent config (:mod:`simulator.config_gen`), so the
+agent's KPIs and the plant agree. ``[U]`` marks an unreferenced, plausible engineering value. The
+couplings they feed are summarised in docs/simulator.md ("The plant model").
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+#: Simulated time 0; a Monday, so day shifts and weekdays line up in backfilled history.
+DEFAULT_START: Final = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+#: Longest internal substep of :meth:`simulator.plant.PlantModel.step` (docs/simulator.md).
+MAX_SUBSTEP_SECS: Final = 60.0
+
+# --- Kiln and heat (docs/kpis.md §1, §6, §8) -------------------------------------------------
+KJ_PER_KCAL: Final = 4.1868  # docs/kpis.md §1: 1 kcal/kg = 4.1868 MJ/t
+FEED_TO_CLINKER: Final = 1.6  # docs/kpis.md §1, [SIM] snapshot
+NOMINAL_FEED_TPH: Final = 330.0  # 5,000 t/d line: 330 / 1.6 = 206 t/h clinker (docs/kpis.md §5: 208 t/h)
+NOMINAL_CLINKER_TPH: Final = NOMINAL_FEED_TPH / FEED_TO_CLINKER
+COAL_NCV_MJ_PER_KG: Final = 25.0  # docs/kpis.md §6: bituminous coal 21-26 MJ/kg
+TARGET_SHC_KCAL_PER_KG: Final = 735.0  # docs/kpis.md §1: new 5-stage PH+PC < 725; normal band 700-780
+DESIGN_PH_EXIT_TEMP_C: Final = 320.0  # docs/kpis.md §6: 5-stage 300-340 °C
+FIXED_HEAT_LOSS_FRACTION: Final = 0.08  # radiation/shell loss independent of output [U]
+BASE_FALSE_AIR_PCT: Final = 3.5  # docs/kpis.md §8: good < 5 %
+LEAK_FALSE_AIR_PCT: Final = 16.5  # false_air_leak adds this: ~20 %, docs/kpis.md §8 critical > 15 %
+SHC_KCAL_PER_FALSE_AIR_PCT: Final = 2.0  # docs/kpis.md §8: 1.5-2.5 kcal/kg per % false air
+BURNER_SHC_PENALTY: Final = 0.07  # burner_inefficiency: +7 % heat demand
+CALCINER_HEAT_SHARE: Final = 0.60  # docs/kpis.md §6: 55-62 % of heat
+GAS_KNM3_PER_T_CLINKER: Final = 1.45  # PH exit gas ~1.45 Nm³/kg clinker [U]
+NOMINAL_GAS_KNM3_PER_H: Final = GAS_KNM3_PER_T_CLINKER * NOMINAL_CLINKER_TPH
+HEAT_UP_FIRING_FRACTION: Final = 0.35  # main burner only while heating up after a stop [U]
+
+# --- Section ratings (docs/kpis.md §2) -------------------------------------------------------
+RAW_MILL_RATED_KW: Final = 7500.0  # main drive 4,200 + fan 3,000 + separator 300 (section rating)
+COAL_MILL_RATED_KW: Final = 800.0
+CEMENT_MILL_RATED_KW: Final = 5600.0  # main drive 4,700 + separator 250 + fan 650
+KILN_RATED_KW: Final = 6000.0
+CEMENT_FEED_TPH: Final = 135.0  # at 3,500 cm²/g; 3,400 -> 140 t/h, 3,600 -> 130 t/h
+
+# --- WHR (docs/kpis.md §5): SP boiler on PH exit gas, AQC boiler on cooler mid-air; 30-45 kWh/t clinker.
+GAS_CP_KJ_PER_NM3_K: Final = 1.45
+AIR_CP_KJ_PER_NM3_K: Final = 1.32
+AQC_AIR_KNM3_PER_H: Final = 220.0
+WHR_EFFICIENCY: Final = 0.22
