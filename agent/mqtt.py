@@ -1,19 +1,22 @@
-"""MQTT publishing of alerts, KPI snapshots and agent status (docs/mqtt.md).
+"""The MQTT link: publishing of alerts, KPI snapshots and agent status (docs/mqtt.md).
 
-This is the only module that imports paho-mqtt. :class:`MqttLink` is one long-running task of the
-agent: it connects (TLS and username/password when configured), reconnects with jittered capped
-backoff, drains the durable outbox (:mod:`agent.outbox`) and publishes KPI snapshots by exception.
+:class:`MqttLink` is one long-running task of the agent and the only thing the pipeline imports
+from the MQTT side. It owns the connection lifecycle: it connects (TLS and username/password when
+configured), reconnects with jittered capped backoff (:class:`common.backoff.Backoff`), drains the
+durable outbox (:mod:`agent.outbox`), publishes KPI snapshots by exception and keeps the retained
+online/offline status and the last will. What it decides with lives in :mod:`agent.mqtt_policies`
+(errors, counters, URL, TLS context, KPI throttle and payload); the paho client is behind
+:mod:`agent.mqtt_wire`, the only module that imports paho, so this one sees the project's own
+exceptions and plain reason texts.
 
-Design notes:
+Design notes (docs/mqtt.md, "Delivery guarantees"):
 
-* No paho network thread. The paho client is driven from the asyncio loop through its
-  external-loop API (``loop_read``/``loop_write``/``loop_misc`` on socket readiness), so every
-  callback, and therefore every DuckDB call, runs on the loop thread. Only the blocking
-  ``connect()`` (TCP connect and TLS handshake) runs in a worker thread.
-* One fresh paho client per connection attempt with a clean session: nothing is carried over in
-  paho's memory. After a reconnect the outbox is read again from its oldest undelivered row, so a
-  message that was awaiting PUBACK when the link dropped is sent again *before* any later one
-  (at-least-once, strictly in order; subscribers may see a duplicate, never a gap or a swap).
+* Everything here runs on the asyncio loop thread, including the wire's callbacks, so every DuckDB
+  call does too (the wire drives paho without a network thread).
+* One fresh wire per connection attempt with a clean session. After a reconnect the outbox is read
+  again from its oldest undelivered row, so a message that was awaiting PUBACK when the link dropped
+  is sent again *before* any later one (at-least-once, strictly in order; subscribers may see a
+  duplicate, never a gap or a swap).
 * KPI snapshots are not durable: at most one pending snapshot per asset (latest wins), so an outage
   of hours costs no memory growth; they are QoS 0 and retained, so a new subscriber gets the latest.
 """
@@ -22,27 +25,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import duckdb
-import paho.mqtt.client as paho
-from paho.mqtt.client import ConnectFlags, DisconnectFlags
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttSection
+from agent.mqtt_policies import (
+    RC_BAD_CREDENTIALS,
+    RC_NOT_AUTHORIZED,
+    RC_UNSUPPORTED_PROTOCOL,
+    ClosedBeforeConnack,
+    ConnectRefused,
+    InvalidArgument,
+    KpiThrottle,
+    KpiValues,
+    MqttConfigError,
+    MqttStats,
+    Protocol,
+    kpi_payload,
+    parse_url,
+    ssl_context,
+    ssl_reason,
+)
+from agent.mqtt_wire import Wire
 from agent.outbox import (
     OutboxRow,
     count_undelivered,
@@ -53,13 +66,10 @@ from agent.outbox import (
     to_json,
 )
 from common.backoff import Backoff
-from common.values import finite, iso_utc
+from common.values import iso_utc
 from rules.alerts import sanitise
 
 log = logging.getLogger(__name__)
-
-Protocol = Literal["5", "3.1.1"]
-KpiValues = Mapping[str, tuple[float | None, str]]
 
 #: Outbox rows read from DuckDB per query while draining a backlog.
 _PAGE_ROWS = 500
@@ -72,340 +82,9 @@ CONNACK_TIMEOUT_SECS = 10.0
 _GOODBYE_SECS = 3.0
 #: PUBACKs are marked in the outbox at most this long after they arrive.
 _ACK_FLUSH_SECS = 0.05
-#: paho's keepalive/ping bookkeeping runs this often.
-_MISC_EVERY_SECS = 1.0
 #: Safety net for a caller that records events but forgets ``notify()``.
 _RESCAN_EVERY_SECS = 5.0
 _PRUNE_EVERY_SECS = 3600.0
-
-# MQTT 5 CONNACK reason codes (MQTT 3.1.1 return codes are mapped to these by paho).
-_RC_UNSPECIFIED = 128
-_RC_UNSUPPORTED_PROTOCOL = 132
-_RC_BAD_CREDENTIALS = 134
-_RC_NOT_AUTHORIZED = 135
-
-
-class MqttError(Exception):
-    """Base of the MQTT errors the rest of the agent may see."""
-
-
-class MqttConfigError(MqttError):
-    """The ``[mqtt]`` section cannot be used (unreadable TLS or password files, bad URL)."""
-
-
-@dataclass
-class MqttStats:
-    """Counters for Prometheus (``kilnwatch_mqtt_*``); updated on the loop thread only."""
-
-    connected: bool = False
-    #: Messages handed over: alerts when PUBACKed, KPI snapshots when written to the socket.
-    published: int = 0
-    #: Outbox messages sent again after the connection dropped while they awaited PUBACK.
-    retried: int = 0
-    #: Outbox rows not yet acknowledged by the broker.
-    backlog: int = 0
-    alerts_delivered: int = 0
-    #: Alerts the broker refused in its PUBACK (MQTT 5 reason >= 0x80); settled, not retried.
-    alerts_rejected: int = 0
-    kpi_published: int = 0
-    kpi_dropped: int = 0
-    #: Successful connections after the first one.
-    reconnects: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def parse_url(url: str) -> BrokerAddress:
-    """``mqtt://host[:1883]`` or ``mqtts://host[:8883]``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise MqttConfigError(f"mqtt.url: {url!r} is not mqtt://host[:port] or mqtts://host[:port]")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise MqttConfigError(f"mqtt.url: {exc}") from None
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(parts.hostname, port or (8883 if tls else 1883), tls)
-
-
-class KpiThrottle:
-    """Publish-by-exception for KPI snapshots (pure: no clock, no I/O).
-
-    A snapshot of an asset is due when any KPI moved by more than ``deadband_pct`` percent of its
-    last published value (any move away from 0 counts; a KPI appearing, disappearing or turning
-    null counts), or when ``heartbeat_secs`` of *data time* (the ``ts`` offered) passed since the
-    last published snapshot. Data time keeps the heartbeat honest: a stalled pipeline sends
-    nothing rather than re-announcing stale figures.
-    """
-
-    def __init__(self, deadband_pct: float, heartbeat_secs: float) -> None:
-        self.deadband = deadband_pct / 100.0
-        self.heartbeat_secs = heartbeat_secs
-        self._last: dict[str, tuple[datetime, dict[str, tuple[float | None, str]]]] = {}
-
-    def due(self, asset: str, ts: datetime, kpis: KpiValues) -> bool:
-        """Whether to publish this snapshot; if so it becomes the reference for the next offers."""
-        snapshot = {k: (finite(v), u) for k, (v, u) in kpis.items()}
-        last = self._last.get(asset)
-        if last is None or self._moved(last[1], snapshot) or not self._fresh(last[0], ts):
-            self._last[asset] = (ts, snapshot)
-            return True
-        return False
-
-    def _fresh(self, last_ts: datetime, ts: datetime) -> bool:
-        age = (ts - last_ts).total_seconds()
-        return 0 <= age < self.heartbeat_secs
-
-    def _moved(
-        self, old: dict[str, tuple[float | None, str]], new: dict[str, tuple[float | None, str]]
-    ) -> bool:
-        if old.keys() != new.keys():
-            return True
-        for name, (value, unit) in new.items():
-            old_value, old_unit = old[name]
-            if unit != old_unit or (value is None) != (old_value is None):
-                return True
-            if value is None or old_value is None:
-                continue
-            if abs(value - old_value) > self.deadband * abs(old_value) or (old_value == 0 and value != 0):
-                return True
-        return False
-
-
-def kpi_payload(site: str, asset: str, ts: datetime, kpis: KpiValues) -> dict[str, Any]:
-    """docs/mqtt.md: ``{"ts", "site", "asset", "kpis": {name: {"value", "unit"}}}``."""
-    return {
-        "ts": iso_utc(ts),
-        "site": site,
-        "asset": asset,
-        "kpis": {name: {"value": finite(v), "unit": unit} for name, (v, unit) in kpis.items()},
-    }
-
-
-def _ssl_reason(exc: ssl.SSLError) -> str:
-    verify = getattr(exc, "verify_message", None)
-    if verify:
-        return f"certificate verify failed: {verify} (check mqtt.ca_file)"
-    return str(exc.reason or exc)
-
-
-def _ssl_context(cfg: MqttSection) -> ssl.SSLContext:
-    """TLS for ``mqtts://``: the CA to trust (system store when ``ca_file`` is unset), optional client
-    certificate; ``tls_insecure`` skips the host-name check only (the chain is still verified)."""
-    try:
-        ctx = ssl.create_default_context(cafile=cfg.ca_file)
-        if cfg.cert_file:
-            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise MqttConfigError(f"mqtt TLS files (ca_file/cert_file/key_file): {exc}") from None
-    ctx.check_hostname = not cfg.tls_insecure
-    return ctx
-
-
-class _Refused(Exception):
-    """The broker answered CONNACK with a failure reason."""
-
-    def __init__(self, reason: ReasonCode) -> None:
-        super().__init__(str(reason))
-        self.reason = reason
-
-
-class _ClosedEarly(Exception):
-    """The broker closed the connection before CONNACK (some MQTT 3.1.1 brokers do that for v5)."""
-
-
-class _Wire:
-    """One paho client and its socket, driven by the asyncio loop; used for one connection only."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        *,
-        client_id: str,
-        protocol: Protocol,
-        keepalive_secs: int,
-        username: str | None,
-        password: str | None,
-        ssl_ctx: ssl.SSLContext | None,
-        will: tuple[str, str],
-        max_inflight: int,
-        on_puback: Callable[[int, ReasonCode], None],
-        on_lost: Callable[[], None],
-    ) -> None:
-        self._loop = loop
-        self._thread = threading.get_ident()
-        self._keepalive = keepalive_secs
-        self._on_puback = on_puback
-        self._on_lost_cb = on_lost
-        v5 = protocol == "5"
-        c = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else True,
-            reconnect_on_failure=False,
-        )
-        c.max_inflight_messages_set(max_inflight)
-        c.will_set(will[0], will[1], qos=1, retain=True)
-        if username:
-            c.username_pw_set(username, password)
-        if ssl_ctx is not None:
-            c.tls_set_context(ssl_ctx)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_publish = self._on_publish
-        c.on_socket_close = self._on_socket_close
-        c.on_socket_register_write = self._on_register_write
-        c.on_socket_unregister_write = self._on_unregister_write
-        self.client = c
-        self.protocol = protocol
-        self.connack: asyncio.Future[ReasonCode] = loop.create_future()
-        self.lost = False
-        self.lost_reason = ""
-        self._gone = asyncio.Event()
-        self._fd: int | None = None
-        self._closed = False
-        self._misc: asyncio.TimerHandle | None = None
-
-    async def open(self, host: str, port: int, connack_timeout_secs: float) -> None:
-        """TCP (+TLS) connect in a worker thread, then wait for a successful CONNACK."""
-        fut = self._loop.run_in_executor(
-            None, functools.partial(self.client.connect, host, port, self._keepalive)
-        )
-        try:
-            await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            # the worker thread cannot be interrupted: close its socket once it is done
-            fut.add_done_callback(self._connect_abandoned)
-            raise
-        sock = self.client.socket()
-        if sock is None or self._closed:
-            raise ConnectionError("socket closed during connect")
-        self._fd = sock.fileno()
-        self._loop.add_reader(self._fd, self._readable)
-        if self.client.want_write():
-            self._loop.add_writer(self._fd, self._writable)
-        self._misc = self._loop.call_later(_MISC_EVERY_SECS, self._tick)
-        async with asyncio.timeout(connack_timeout_secs):
-            reason = await self.connack
-        if reason.is_failure:
-            raise _Refused(reason)
-
-    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> int:
-        return self.client.publish(topic, payload, qos=qos, retain=retain).mid
-
-    async def disconnect(self) -> None:
-        """Send DISCONNECT (the broker then discards the last will) and wait for the socket to close."""
-        if self.lost:
-            return
-        self.client.disconnect()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await self._gone.wait()
-
-    def teardown(self) -> None:
-        """Forget the socket: stop watching it and close it (idempotent, loop thread only)."""
-        self._closed = True
-        if self._misc is not None:
-            self._misc.cancel()
-            self._misc = None
-        self._unwatch()
-        sock = self.client.socket()
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
-        if not self.connack.done():
-            self.connack.set_exception(_ClosedEarly())
-            self.connack.exception()  # retrieved: nobody may be waiting any more
-
-    def _connect_abandoned(self, fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled():
-            fut.exception()  # retrieved: a failed connect nobody waits for is not an error
-        self.teardown()
-
-    # -- socket readiness -> paho -------------------------------------------------------------
-    def _readable(self) -> None:
-        client = self.client
-        while True:
-            rc = client.loop_read()
-            sock = client.socket()
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or sock is None:
-                return
-            # TLS: decrypted bytes can wait inside the SSL object while the fd is not readable.
-            pending = getattr(sock, "pending", None)
-            if pending is None or pending() == 0:
-                return
-
-    def _writable(self) -> None:
-        self.client.loop_write()
-
-    def _tick(self) -> None:
-        if self._closed:
-            return
-        self.client.loop_misc()
-        if not self._closed:
-            self._misc = self._loop.call_later(_MISC_EVERY_SECS, self._tick)
-
-    def _unwatch(self) -> None:
-        if self._fd is not None:
-            self._loop.remove_reader(self._fd)
-            self._loop.remove_writer(self._fd)
-            self._fd = None
-
-    # -- paho callbacks (loop thread, except register_write during connect) ----------------------
-    def _on_register_write(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
-        if threading.get_ident() != self._thread:
-            self._loop.call_soon_threadsafe(self._watch_write)
-        else:
-            self._watch_write()
-
-    def _watch_write(self) -> None:
-        if self._fd is not None and not self._closed:
-            self._loop.add_writer(self._fd, self._writable)
-
-    def _on_unregister_write(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
-        if self._fd is not None and threading.get_ident() == self._thread:
-            self._loop.remove_writer(self._fd)
-
-    def _on_socket_close(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
-        if threading.get_ident() == self._thread:
-            self._unwatch()
-
-    def _on_connect(
-        self, _c: paho.Client, _u: Any, _f: ConnectFlags, reason: ReasonCode, _p: Properties | None
-    ) -> None:
-        if not self.connack.done():
-            self.connack.set_result(reason)
-
-    def _on_disconnect(
-        self, _c: paho.Client, _u: Any, _f: DisconnectFlags, reason: ReasonCode, _p: Properties | None
-    ) -> None:
-        self.lost = True
-        if _f.is_disconnect_packet_from_server:
-            self.lost_reason = f"broker sent DISCONNECT: {reason}"
-        elif reason.value == _RC_UNSPECIFIED:  # paho's name for a socket closed or reset
-            self.lost_reason = "connection closed"
-        else:
-            self.lost_reason = str(reason)
-        self._gone.set()
-        self._closed = True
-        if self._misc is not None:
-            self._misc.cancel()
-            self._misc = None
-        if not self.connack.done():
-            self.connack.set_exception(_ClosedEarly(str(reason)))
-        self._on_lost_cb()
-
-    def _on_publish(self, _c: paho.Client, _u: Any, mid: int, reason: ReasonCode, _p: Properties) -> None:
-        self._on_puback(mid, reason)
 
 
 @dataclass
@@ -440,7 +119,7 @@ class MqttLink:
         self._site = site
         self._con = con
         self._addr = parse_url(cfg.url)
-        self._ssl = _ssl_context(cfg) if self._addr.tls else None
+        self._ssl = ssl_context(cfg) if self._addr.tls else None
         if not self._addr.tls and (cfg.ca_file or cfg.cert_file):
             log.warning("mqtt.ca_file/cert_file are ignored for %s (use mqtts:// for TLS)", cfg.url)
         self._check_password()
@@ -459,7 +138,7 @@ class MqttLink:
         self._loop_thread: int | None = None
         self._db: duckdb.DuckDBPyConnection | None = None
         self._wake = asyncio.Event()
-        self._wire: _Wire | None = None
+        self._wire: Wire | None = None
         # outbox drain state of the current connection
         self._pending: deque[OutboxRow] = deque()
         self._inflight: dict[int, OutboxRow] = {}
@@ -489,7 +168,7 @@ class MqttLink:
             self.stats.backlog = count_undelivered(self._db)
         self._wake.set()
 
-    def offer_kpis(self, asset: str, ts: datetime, kpis: Mapping[str, tuple[float | None, str]]) -> None:
+    def offer_kpis(self, asset: str, ts: datetime, kpis: KpiValues) -> None:
         """Offer the latest KPIs of an asset; published when they moved or the heartbeat is due.
 
         While disconnected only the latest due snapshot per asset is kept (QoS 0, retained).
@@ -530,7 +209,7 @@ class MqttLink:
     async def _attempt(self, backoff: Backoff) -> float:
         """One connection: connect, serve until it drops; returns the delay before the next try."""
         assert self._loop is not None
-        wire = _Wire(
+        wire = Wire(
             self._loop,
             client_id=self._client_id,
             protocol=self._protocol,
@@ -546,15 +225,15 @@ class MqttLink:
         try:
             try:
                 await wire.open(self._addr.host, self._addr.port, self._connack_timeout)
-            except _Refused as exc:
-                return self._refused_connect(exc.reason, backoff)
-            except _ClosedEarly:
+            except ConnectRefused as exc:
+                return self._refused_connect(exc, backoff)
+            except ClosedBeforeConnack:
                 if self._cfg.protocol == "auto" and self._protocol == "5":
                     return self._fall_back("closed the connection")
                 self._network_failure("closed the connection before CONNACK")
                 return backoff.next_delay()
             except ssl.SSLError as exc:  # includes certificate verification failures
-                self._say("tls", f"MQTT TLS handshake with {self._addr} failed: {_ssl_reason(exc)}")
+                self._say("tls", f"MQTT TLS handshake with {self._addr} failed: {ssl_reason(exc)}")
                 return backoff.slow()
             except TimeoutError:
                 if self._cfg.protocol == "auto" and self._protocol == "5":
@@ -565,7 +244,7 @@ class MqttLink:
             except OSError as exc:
                 self._network_failure(exc.strerror or str(exc))
                 return backoff.next_delay()
-            except ValueError as exc:  # paho's own checks of host, port or topic
+            except InvalidArgument as exc:  # the MQTT library's own checks of host or port
                 self._say("value", f"MQTT cannot connect to {self._addr}: {exc}")
                 return backoff.slow()
             backoff.reset()
@@ -588,17 +267,17 @@ class MqttLink:
         self._protocol = "3.1.1"
         return 0.0
 
-    def _refused_connect(self, reason: ReasonCode, backoff: Backoff) -> float:
-        code = reason.value
-        if code == _RC_UNSUPPORTED_PROTOCOL and self._cfg.protocol == "auto" and self._protocol == "5":
+    def _refused_connect(self, refused: ConnectRefused, backoff: Backoff) -> float:
+        code = refused.code
+        if code == RC_UNSUPPORTED_PROTOCOL and self._cfg.protocol == "auto" and self._protocol == "5":
             return self._fall_back("refused protocol version 5")
-        if code in (_RC_BAD_CREDENTIALS, _RC_NOT_AUTHORIZED):
+        if code in (RC_BAD_CREDENTIALS, RC_NOT_AUTHORIZED):
             detail = (
-                "bad user name or password" if code == _RC_BAD_CREDENTIALS else "check user name and password"
+                "bad user name or password" if code == RC_BAD_CREDENTIALS else "check user name and password"
             )
             self._say("auth", f"MQTT broker {self._addr} refused connection: not authorised ({detail})")
         else:
-            self._say(f"refused:{code}", f"MQTT broker {self._addr} refused connection: {reason}")
+            self._say(f"refused:{code}", f"MQTT broker {self._addr} refused connection: {refused.reason}")
         return backoff.slow()
 
     def _network_failure(self, what: str) -> None:
@@ -629,7 +308,7 @@ class MqttLink:
         outage.announced = True
         log.error("%s", message)
 
-    def _on_connected(self, wire: _Wire) -> None:
+    def _on_connected(self, wire: Wire) -> None:
         outage = self._outage
         if self._ever_connected:
             self.stats.reconnects += 1
@@ -649,7 +328,7 @@ class MqttLink:
         self._more = True
         wire.publish(self._status_topic, to_json(self._status("online")), qos=1, retain=True)
 
-    def _on_disconnected(self, wire: _Wire) -> None:
+    def _on_disconnected(self, wire: Wire) -> None:
         self.stats.connected = False
         self._outage = _Outage(since=time.monotonic(), announced=True)
         log.warning(
@@ -677,7 +356,7 @@ class MqttLink:
         if self._db is not None:
             self.stats.backlog = count_undelivered(self._db)
 
-    async def _serve(self, wire: _Wire) -> None:
+    async def _serve(self, wire: Wire) -> None:
         while not wire.lost:
             self._wake.clear()
             self._maintain()
@@ -691,7 +370,7 @@ class MqttLink:
             async with asyncio.timeout(secs):
                 await self._wake.wait()
 
-    async def _goodbye(self, wire: _Wire) -> None:
+    async def _goodbye(self, wire: Wire) -> None:
         """Clean shutdown: retained ``offline`` status acknowledged, then DISCONNECT (no last will)."""
         if wire.lost:
             return
@@ -711,7 +390,7 @@ class MqttLink:
         log.info("MQTT disconnected from %s", self._addr)
 
     # -- sending ------------------------------------------------------------------------------
-    def _pump(self, wire: _Wire) -> None:
+    def _pump(self, wire: Wire) -> None:
         """Fill the in-flight window from the outbox (in seq order), then send pending KPIs."""
         assert self._db is not None
         while len(self._inflight) < self._max_inflight and not wire.lost:
@@ -737,15 +416,16 @@ class MqttLink:
             self.stats.kpi_published += len(pending)
             self.stats.published += len(pending)
 
-    def _on_puback(self, mid: int, reason: ReasonCode) -> None:
+    def _on_puback(self, mid: int, refusal: str | None) -> None:
+        """The broker acknowledged message ``mid``; ``refusal`` is its reason when it refused it."""
         row = self._inflight.pop(mid, None)
         if row is None:
             fut = self._status_waiters.pop(mid, None)
             if fut is not None and not fut.done():
-                fut.set_result(not reason.is_failure)
+                fut.set_result(refusal is None)
             return
-        if reason.is_failure:
-            self._refused.append((row.seq, str(reason)))
+        if refusal is not None:
+            self._refused.append((row.seq, refusal))
         else:
             self._acked.append(row.seq)
         if self._flush_handle is None and self._loop is not None:

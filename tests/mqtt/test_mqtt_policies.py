@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from agent.mqtt import KpiThrottle, MqttConfigError, kpi_payload, parse_url
+from agent.mqtt_policies import KpiThrottle, MqttConfigError, kpi_payload, parse_url
 
 T0 = dt.datetime(2026, 3, 1, 6, 0, tzinfo=dt.UTC)
 

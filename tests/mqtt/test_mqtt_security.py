@@ -13,7 +13,8 @@ import pytest
 from mqtt_support import Mosquitto, Subscriber, TlsFiles, alert_keys, eventually, make_event, running
 
 from agent.config import MqttSection
-from agent.mqtt import MqttConfigError, MqttLink
+from agent.mqtt import MqttLink
+from agent.mqtt_policies import MqttConfigError
 from agent.outbox import record_events
 
 MosquittoFactory = Callable[..., Mosquitto]
