@@ -3,7 +3,7 @@
 The simulator's pure plant model (:class:`simulator.plant.PlantModel`, no sockets) is stepped at the
 stored sample interval; every reading is stored in ``samples`` (what the agent would have polled).
 KPI rows (1-min, 15-min and hourly windows) and alert episodes come from one vectorised replay of
-the rule engine over the whole range (:func:`rules.engine.evaluate_history`), so reports,
+the rule engine over the whole range (:func:`rules.history.evaluate_history`), so reports,
 baselines and the auditor views have realistic content on a fresh machine.
 
 Alerts are written to ``alerts`` directly, not to the MQTT outbox: history is never published.
@@ -18,7 +18,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -29,6 +29,9 @@ from agent.config import Config, parse_config
 from agent.views import create_views
 from common.values import to_utc
 from rules.alerts import AlertEvent, episodes
+
+if TYPE_CHECKING:
+    from simulator.plant import PlantModel
 
 log = logging.getLogger(__name__)
 
@@ -74,74 +77,21 @@ def backfill(
     ``cfg`` supplies site, assets and rules (default: the simulator's own config); its asset roles
     must name simulator tags. Returns what was written.
     """
-    from rules.engine import evaluate_history, load_rules
-    from simulator.plant import STATUS_QUALITY, PlantModel, SensorStatus
-    from simulator.scenarios import ScenarioError
-
     if days <= 0:
         raise BackfillError("days must be positive")
     if sample_every_secs <= 0:
         raise BackfillError("sample_every_secs must be positive")
     t_start = time.perf_counter()
     cfg = cfg or simulator_config()
-    if start is None:
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        start = today - timedelta(days=days)
-    start = to_utc(start)
-    end = start + timedelta(days=days)
-    try:
-        model = PlantModel(scenario=scenario, seed=seed, start=start)
-    except ScenarioError as exc:
-        raise BackfillError(str(exc)) from None
-    names = model.tagmap.names
-    used = {t for a in cfg.assets for tags in a.roles().values() for t in tags}
-    if used and not used & set(names):
-        raise BackfillError(
-            "the config's asset roles name no simulator tags: backfill needs the simulator's tags"
-        )
-    quality_of = np.full(max(int(s) for s in STATUS_QUALITY) + 1, "bad", dtype=object)
-    for st, q in STATUS_QUALITY.items():
-        quality_of[int(st)] = q
-    failed = int(SensorStatus.BAD_SENSOR_FAILURE)
+    start, end = _time_range(start, days)
+    model = _plant_model(cfg, scenario, seed, start)
     site = cfg.agent.site
-    storage.upsert_assets(con, cfg.agent.site, cfg.assets)
+    storage.upsert_assets(con, site, cfg.assets)
     _clear_range(con, site, start, end)
-
-    steps_total = round((end - start).total_seconds() / sample_every_secs)
-    frames: list[pl.DataFrame] = []
-    written = 0
-    from rich.progress import Progress
-
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("simulating", total=steps_total)
-        done = 0
-        while done < steps_total:
-            n = min(steps_total - done, max(1, int(CHUNK.total_seconds() / sample_every_secs)))
-            values = np.empty((n, len(names)))
-            status = np.empty((n, len(names)), dtype=np.int8)
-            reachable = np.empty(n, dtype=np.bool_)
-            stamps: list[datetime] = []
-            for i in range(n):
-                values[i] = model.vector()  # the reading at model.now, then advance
-                status[i] = model.statuses()
-                reachable[i] = model.plc_reachable and model.plc_responsive  # dropout or hang
-                stamps.append(model.now)
-                model.step(sample_every_secs)
-            frame = _frame(stamps, names, values, status, reachable, quality_of, failed)
-            written += storage.insert_samples(con, site, frame)
-            frames.append(frame)
-            done += n
-            bar.update(task, completed=done)
-    samples = pl.concat(frames, how="vertical")
-    frames.clear()
-    # History is sampled every sample_every_secs: a reading stays fresh for two intervals, or the
-    # engine's live staleness limit (default 30 s) would blank every 1-min window.
-    stale = max(cfg.agent.stale_after_secs, 2 * sample_every_secs)
-    replay_cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"stale_after_secs": stale})})
-    result = evaluate_history(replay_cfg.rule_settings(), samples, load_rules(cfg.rule_settings()))
-    kpi = result.kpi_rows.filter(pl.col("ts") < end)
+    samples, written = _simulate(con, site, model, start, end, sample_every_secs, progress)
+    kpi, events = _replay_rules(cfg, samples, sample_every_secs, end)
     storage.insert_frame(con, "kpi", kpi)
-    _store_alerts(con, result.events, end)
+    _store_alerts(con, events, end)
     create_views(con, shifts=cfg.agent.shifts)
     elapsed = time.perf_counter() - t_start
     log.info(
@@ -150,10 +100,122 @@ def backfill(
         end,
         written,
         kpi.height,
-        len(result.events),
+        len(events),
         elapsed,
     )
-    return BackfillResult(start, end, written, kpi.height, len(result.events), elapsed)
+    return BackfillResult(start, end, written, kpi.height, len(events), elapsed)
+
+
+def _time_range(start: datetime | None, days: float) -> tuple[datetime, datetime]:
+    """``[start, end)`` in UTC; without ``start`` the range ends at today's midnight (UTC), so a
+    fresh database gets history up to today and a re-run on the same day replaces the same range."""
+    if start is None:
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = today - timedelta(days=days)
+    start = to_utc(start)
+    return start, start + timedelta(days=days)
+
+
+def _plant_model(cfg: Config, scenario: str, seed: int, start: datetime) -> PlantModel:
+    """The simulated plant, refused before anything is written when it cannot serve ``cfg``: an
+    unknown scenario, or asset roles that name none of the simulator's tags (every KPI would be
+    empty, and the run would only look successful)."""
+    from simulator.plant import PlantModel
+    from simulator.scenarios import ScenarioError
+
+    try:
+        model = PlantModel(scenario=scenario, seed=seed, start=start)
+    except ScenarioError as exc:
+        raise BackfillError(str(exc)) from None
+    used = {t for a in cfg.assets for tags in a.roles().values() for t in tags}
+    if used and not used & set(model.tagmap.names):
+        raise BackfillError(
+            "the config's asset roles name no simulator tags: backfill needs the simulator's tags"
+        )
+    return model
+
+
+def _simulate(
+    con: duckdb.DuckDBPyConnection,
+    site: str,
+    model: PlantModel,
+    start: datetime,
+    end: datetime,
+    sample_every_secs: float,
+    progress: bool,
+) -> tuple[pl.DataFrame, int]:
+    """Step the plant over ``[start, end)`` and store every reading in ``samples``, one simulated day
+    (:data:`CHUNK`) per insert so memory per insert stays bounded. Returns all samples as one frame
+    (the rule replay needs the whole range) and the number of rows written."""
+    from rich.progress import Progress
+
+    from simulator.plant import STATUS_QUALITY, SensorStatus
+
+    names = model.tagmap.names
+    quality_of = np.full(max(int(s) for s in STATUS_QUALITY) + 1, "bad", dtype=object)
+    for st, q in STATUS_QUALITY.items():
+        quality_of[int(st)] = q
+    failed = int(SensorStatus.BAD_SENSOR_FAILURE)
+    steps_total = round((end - start).total_seconds() / sample_every_secs)
+    frames: list[pl.DataFrame] = []
+    written = 0
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("simulating", total=steps_total)
+        done = 0
+        while done < steps_total:
+            n = min(steps_total - done, max(1, int(CHUNK.total_seconds() / sample_every_secs)))
+            stamps, values, status, reachable = _read_chunk(model, n, sample_every_secs)
+            frame = _frame(stamps, names, values, status, reachable, quality_of, failed)
+            written += storage.insert_samples(con, site, frame)
+            frames.append(frame)
+            done += n
+            bar.update(task, completed=done)
+    samples = pl.concat(frames, how="vertical")
+    frames.clear()
+    return samples, written
+
+
+def _read_chunk(
+    model: PlantModel, n: int, sample_every_secs: float
+) -> tuple[
+    list[datetime],
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.int8]],
+    np.ndarray[Any, np.dtype[np.bool_]],
+]:
+    """``n`` readings of every tag as the agent would have polled them (value, sensor status, and
+    whether the PLC answered at all), advancing the model by one sample interval after each."""
+    k = len(model.tagmap.names)
+    values = np.empty((n, k))
+    status = np.empty((n, k), dtype=np.int8)
+    reachable = np.empty(n, dtype=np.bool_)
+    stamps: list[datetime] = []
+    for i in range(n):
+        values[i] = model.vector()  # the reading at model.now, then advance
+        status[i] = model.statuses()
+        reachable[i] = model.plc_reachable and model.plc_responsive  # dropout or hang
+        stamps.append(model.now)
+        model.step(sample_every_secs)
+    return stamps, values, status, reachable
+
+
+def _replay_rules(
+    cfg: Config, samples: pl.DataFrame, sample_every_secs: float, end: datetime
+) -> tuple[pl.DataFrame, list[AlertEvent]]:
+    """KPI rows and alert events of the whole range from one vectorised replay of the rule engine.
+
+    KPI windows that close at or after ``end`` are left out: they lack data and belong to the next
+    range (a re-run clears ``[start, end)`` only).
+    """
+    from rules.history import evaluate_history
+    from rules.packs import load_rules
+
+    # History is sampled every sample_every_secs: a reading stays fresh for two intervals, or the
+    # engine's live staleness limit (default 30 s) would blank every 1-min window.
+    stale = max(cfg.agent.stale_after_secs, 2 * sample_every_secs)
+    replay_cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"stale_after_secs": stale})})
+    result = evaluate_history(replay_cfg.rule_settings(), samples, load_rules(cfg.rule_settings()))
+    return result.kpi_rows.filter(pl.col("ts") < end), result.events
 
 
 def _frame(

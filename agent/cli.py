@@ -29,7 +29,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    from rules.engine import RulePackError, load_rules
+    from rules.packs import RulePackError, load_rules
 
     try:
         load_rules(cfg.rule_settings())

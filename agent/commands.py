@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _check_rules(cfg: Config) -> None:
-    from rules.engine import RulePackError, load_rules
+    from rules.packs import RulePackError, load_rules
 
     try:
         load_rules(cfg.rule_settings())
@@ -122,7 +122,7 @@ def _print_kpis(console: object, cfg: Config, frame: pl.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from rules.engine import compute_kpis
+    from rules.kpi import compute_kpis
 
     assert isinstance(console, Console)
     kpis = compute_kpis(cfg.rule_settings(), frame, window_secs=60)
@@ -152,7 +152,7 @@ def write_sped_up_pack(directory: Path, speed: float) -> Path:
     this a fault in the demo would need the rule's full ``for`` (15-30 min) of real time to alert.
     """
     from common.durations import parse_duration
-    from rules.engine import builtin_pack_text
+    from rules.packs import builtin_pack_text
 
     _, text = builtin_pack_text()
     lines: list[str] = [f"# kilnwatch demo: built-in rules with durations divided by {speed:g}"]

@@ -36,7 +36,7 @@ import polars as pl
 
 from agent.storage import transaction
 from common.values import to_utc
-from rules.kpi import KPI_ROW_SCHEMA
+from rules.catalogue import KPI_ROW_SCHEMA
 from rules.mv import (
     GRANULARITIES,
     MIN_COVERAGE,

@@ -5,7 +5,7 @@
 
 Three measurements:
 
-1. **Full pack** (:func:`rules.engine.evaluate_history`): 1-min, 15-min and hourly KPIs plus every
+1. **Full pack** (:func:`rules.history.evaluate_history`): 1-min, 15-min and hourly KPIs plus every
    rule of the built-in pack evaluated at each minute, over ``--hours`` of 1 Hz samples. Run in a
    fresh child process that reads the samples from an Arrow IPC file, so its peak RSS is data +
    evaluation.
@@ -46,10 +46,12 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.config import Config, parse_config
+from rules.asset_model import AssetModel
 from rules.constants import KGCE_PER_KWH, KJ_PER_KCAL, MJ_PER_KGCE
-from rules.engine import Rule, RuleEngine, evaluate_history, load_rules
+from rules.engine import RuleEngine
 from rules.expr import evaluate_scalar
-from rules.kpi import AssetModel
+from rules.history import evaluate_history
+from rules.packs import Rule, load_rules
 from rules.state import AlertState, Observation, step
 
 START = datetime(2026, 3, 2, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The rule engine: rule packs (docs/rules.md), incremental KPI windows and alert events.
+"""The live rule engine: incremental KPI windows and alert events, one ``tick`` at a time.
 
 ``RuleEngine.tick(window, now)`` is what the agent calls every ``evaluate_every_secs``. It reads only
 the rows of ``window`` that are new since the previous tick (binary search on the time-ordered
@@ -6,61 +6,41 @@ the rows of ``window`` that are new since the previous tick (binary search on th
 hourly KPI window once it has closed. Rules are evaluated on the current values (the last minute of
 raw samples) or, with ``window = "60m"``, on KPIs over the rolling window. Nothing here reads a
 clock: the result is a pure function of the frames and times passed in.
+
+This module owns the per-tick state (minute ledger, running window sums, alert state per rule and
+asset) and nothing else: the rules come from rules/packs.py, already parsed and checked, and
+rules/history.py replays the same compiled rules (``_groups``) and state machine (``_step``) over
+stored samples in one vectorised pass, so a backfill fires exactly as the live engine would.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import math
 import operator
-import re
-import string
-import tomllib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
-from pathlib import Path
-from typing import Any, cast, get_args
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
 
-from common.durations import parse_duration
 from common.values import finite
 from rules import constants as C
-from rules.alerts import AlertEvent, Severity
-from rules.assets import AssetType, RuleSettings
-from rules.expr import Condition, ExprError, name_columns, parse_condition, single_name, to_polars
+from rules.alerts import AlertEvent
+from rules.asset_model import AssetModel
+from rules.assets import RuleSettings
+from rules.catalogue import EXTERNAL, empty_kpi_rows, kpi_column
+from rules.dense import DenseStats
+from rules.expr import to_polars
 from rules.grades import AssetGrades, grade
-from rules.kpi import (
-    EXTERNAL,
-    KPI_ROW_SCHEMA,
-    VOCABULARY,
-    AssetModel,
-    DenseStats,
-    compute_kpis,
-    empty_kpi_rows,
-    kpi_column,
-    to_us,
-    vocabulary_for,
-    window_range,
-)
+from rules.kpi import to_us
+from rules.packs import Rule, load_rules, render_message
 from rules.state import AlertTracker, Observation, Phase, Transition
 
-__all__ = [
-    "HistoryResult",
-    "Rule",
-    "RuleEngine",
-    "RulePackError",
-    "TickResult",
-    "compute_kpis",
-    "evaluate_history",
-    "load_rules",
-    "parse_rule_pack",
-]
+__all__ = ["RuleEngine", "TickResult", "from_us", "suppress_expr"]
 
 log = logging.getLogger(__name__)
 
@@ -68,287 +48,8 @@ US = 1_000_000
 MINUTE_US = 60 * US
 #: rows of a tick's new samples counted at a time (bounds the NumPy temporaries)
 _INGEST_PIECE_ROWS = 2_000_000
-BUILTIN_PACK = "cement.toml"
-SEVERITIES: tuple[str, ...] = get_args(Severity)
-ASSET_TYPES: tuple[str, ...] = get_args(AssetType)
-TEMPLATE_FIELDS = frozenset({"value", "threshold", "unit", "asset", "rule", "severity", "site"})
-RULE_KEYS = frozenset(
-    {
-        "id",
-        "asset",
-        "asset_type",
-        "when",
-        "for",
-        "clear",
-        "suppress_when",
-        "severity",
-        "message",
-        "resolved_message",
-        "enabled",
-        "window",
-        "unit",
-        "description",
-    }
-)
-_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class RulePackError(Exception):
-    """Rule packs that cannot be used; ``problems`` holds one line per problem (file, rule, name)."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = list(problems)
-
-
-# ------------------------------------------------------------------------------------------ rules
-@dataclass(frozen=True)
-class Rule:
-    """One rule of a pack, its conditions parsed once (docs/rules.md plus ``window``/``asset_type``)."""
-
-    id: str
-    asset: str
-    when: Condition
-    for_secs: float = 0.0
-    clear: Condition | None = None
-    suppress_when: Condition | None = None
-    severity: Severity = "warning"
-    message: str = "{rule} on {asset}: {value} {unit} (threshold {threshold})"
-    resolved_message: str | None = None
-    enabled: bool = True
-    #: Evaluate on KPIs over this rolling window (None = the current 1-min values).
-    window_secs: int | None = None
-    asset_types: tuple[str, ...] = ()
-    unit: str | None = None
-    description: str = ""
-    source: str = ""
-
-    @property
-    def names(self) -> frozenset[str]:
-        out = set(self.when.names)
-        for c in (self.clear, self.suppress_when):
-            if c is not None:
-                out |= c.names
-        return frozenset(out)
-
-    def applies_to(self, asset_id: str, asset_type: str) -> bool:
-        if self.asset_types and asset_type not in self.asset_types:
-            return False
-        return fnmatch.fnmatchcase(asset_id, self.asset)
-
-    def value_name(self) -> str | None:
-        cmp = self.when.first_comparison()
-        return single_name(cmp.left) if cmp is not None else None
-
-
-def _check_template(template: str) -> str | None:
-    try:
-        fields = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        return f"bad message template ({exc})"
-    for _, name, spec, _conv in fields:
-        if name is None:
-            continue
-        if name not in TEMPLATE_FIELDS:
-            return f"message field {{{name}}} is not one of {', '.join(sorted(TEMPLATE_FIELDS))}"
-        if spec and "{" in spec:
-            return "nested fields in a message template are not supported"
-    try:
-        sample = {"value": 1.0, "threshold": 2.0, "unit": "x", "asset": "a", "rule": "r", "severity": "info"}
-        string.Formatter().vformat(template, (), {**sample, "site": "s"})
-    except (ValueError, TypeError) as exc:
-        return f"bad message template ({exc})"
-    return None
-
-
-class _SafeFormatter(string.Formatter):
-    """Formats a message; a missing value shows as ``n/a`` instead of failing on ``{value:.0f}``."""
-
-    def format_field(self, value: Any, format_spec: str) -> str:
-        if value is None:
-            return "n/a"
-        try:
-            return str(super().format_field(value, format_spec))
-        except (ValueError, TypeError):
-            return str(value)
-
-
-_FORMATTER = _SafeFormatter()
-
-
-def render_message(template: str, **fields: object) -> str:
-    """Fill a rule's message template (only the fields in :data:`TEMPLATE_FIELDS`)."""
-    return _FORMATTER.vformat(template, (), fields)
-
-
-def _rule_from_table(
-    raw: dict[str, Any], source: str, index: int, problems: list[str]
-) -> Rule | tuple[str, bool] | None:
-    """A rule, or ``(id, False)`` for a bare ``enabled = false`` override, or None on problems."""
-    rid = raw.get("id")
-    label = f"rule '{rid}'" if isinstance(rid, str) else f"rule[{index}]"
-    where = f"{source}: {label}"
-    n_before = len(problems)
-    for k in sorted(set(raw) - RULE_KEYS):
-        problems.append(f"{where}: unknown key '{k}' (typo?)")
-    if not isinstance(rid, str) or not _ID.match(rid):
-        problems.append(f"{where}: id must be a text of letters, digits, '_', '.', '-'")
-        return None
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        problems.append(f"{where}: enabled must be true or false")
-        return None
-    if not enabled and "when" not in raw:
-        return None if len(problems) > n_before else (rid, False)
-
-    def text(key: str, default: str | None = None) -> str | None:
-        v = raw.get(key, default)
-        if v is not None and not isinstance(v, str):
-            problems.append(f"{where}: {key} must be a text")
-            return None
-        return v
-
-    def condition(key: str) -> Condition | None:
-        src = text(key)
-        if src is None:
-            return None
-        try:
-            return parse_condition(src)
-        except ExprError as exc:
-            problems.append(f"{where}: {key}: {exc}")
-            return None
-
-    if "when" not in raw:
-        problems.append(f"{where}: 'when' is required")
-    when = condition("when")
-    clear = condition("clear")
-    suppress = condition("suppress_when")
-    asset = text("asset", "*") or "*"
-    severity = raw.get("severity", "warning")
-    if severity not in SEVERITIES:
-        problems.append(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
-    types_raw = raw.get("asset_type", [])
-    types = [types_raw] if isinstance(types_raw, str) else types_raw
-    if not isinstance(types, list) or any(t not in ASSET_TYPES for t in types):
-        problems.append(f"{where}: asset_type must be one or a list of {', '.join(ASSET_TYPES)}")
-        types = []
-    for_secs = window_secs = 0.0
-    try:
-        for_secs = parse_duration(raw.get("for", 0))
-    except ValueError as exc:
-        problems.append(f"{where}: for: {exc}")
-    if "window" in raw:
-        try:
-            window_secs = parse_duration(raw["window"])
-            if window_secs < 1:
-                raise ValueError("a rule window must be at least 1 s")
-        except ValueError as exc:
-            problems.append(f"{where}: window: {exc}")
-    message = text("message", Rule.message) or Rule.message
-    resolved = text("resolved_message")
-    for key, tmpl in (("message", message), ("resolved_message", resolved)):
-        if tmpl is not None and (err := _check_template(tmpl)) is not None:
-            problems.append(f"{where}: {key}: {err}")
-    unit = text("unit")
-    description = text("description", "") or ""
-    # Names: every name must be a KPI, a signal role or an asset parameter (of the given types).
-    vocab = VOCABULARY if not types else frozenset().union(*(vocabulary_for(t) for t in types))
-    for key, cond in (("when", when), ("clear", clear), ("suppress_when", suppress)):
-        if cond is None:
-            continue
-        for name in name_columns(cond.tree):
-            if name in vocab:
-                continue
-            if name in VOCABULARY:
-                problems.append(f"{where}: {key}: name '{name}' does not apply to {'/'.join(types)} assets")
-            else:
-                problems.append(f"{where}: unknown name '{name}'")
-    if len(problems) > n_before or when is None:
-        return None
-    return Rule(
-        id=rid,
-        asset=asset,
-        when=when,
-        for_secs=for_secs,
-        clear=clear,
-        suppress_when=suppress,
-        severity=cast(Severity, severity),
-        message=message,
-        resolved_message=resolved,
-        enabled=enabled,
-        window_secs=round(window_secs) if window_secs else None,
-        asset_types=tuple(types),
-        unit=unit,
-        description=description,
-        source=source,
-    )
-
-
-def parse_rule_pack(text: str, source: str) -> tuple[list[Rule], list[str], list[str]]:
-    """Parse one pack: (rules, ids disabled by a bare ``enabled = false``, problems)."""
-    problems: list[str] = []
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        return [], [], [f"{source}: not valid TOML ({exc})"]
-    for k in sorted(set(doc) - {"rule"}):
-        problems.append(f"{source}: unknown top-level key '{k}' (rules are [[rule]] tables)")
-    tables = doc.get("rule", [])
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        return [], [], [*problems, f"{source}: 'rule' must be an array of tables ([[rule]])"]
-    rules: list[Rule] = []
-    disabled: list[str] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(tables):
-        got = _rule_from_table(raw, source, i, problems)
-        rid = raw.get("id")
-        if isinstance(rid, str):
-            if rid in seen:
-                problems.append(f"{source}: rule '{rid}': id declared twice in this file")
-            seen.add(rid)
-        if isinstance(got, Rule):
-            rules.append(got)
-        elif isinstance(got, tuple):
-            disabled.append(got[0])
-    return rules, disabled, problems
-
-
-def builtin_pack_text() -> tuple[str, str]:
-    """(source label, TOML text) of the built-in cement pack (package data ``rules/packs``)."""
-    res = resources.files("rules").joinpath("packs", BUILTIN_PACK)
-    return f"<built-in>/{BUILTIN_PACK}", res.read_text(encoding="utf-8")
-
-
-def load_rules(settings: RuleSettings) -> list[Rule]:
-    """The built-in pack, then each of ``agent.rule_files`` in order; a later id replaces an earlier one.
-
-    Raises :class:`RulePackError` with one line per problem, e.g.
-    ``site.toml: rule 'kiln.x': unknown name 'shc'``. Disabled rules are left out of the result.
-    """
-    problems: list[str] = []
-    by_id: dict[str, Rule] = {}
-    sources = [builtin_pack_text()]
-    for f in settings.rule_files:
-        try:
-            sources.append((f, Path(f).read_text(encoding="utf-8")))
-        except OSError as exc:
-            problems.append(f"{f}: cannot read ({exc.strerror})")
-    for label, text in sources:
-        rules, disabled, probs = parse_rule_pack(text, label)
-        problems.extend(probs)
-        for r in rules:
-            by_id.pop(r.id, None)  # re-declared ids move to the end, in file order
-            by_id[r.id] = r
-        for rid in disabled:
-            if by_id.pop(rid, None) is None:
-                log.info("%s: rule %r disabled but not declared before", label, rid)
-    problems.extend(AssetModel.build(settings).problems)
-    if problems:
-        raise RulePackError(problems)
-    return [r for r in by_id.values() if r.enabled]
-
-
-# ------------------------------------------------------------------------------------------ engine
 @dataclass(frozen=True, slots=True)
 class TickResult:
     """What one tick produced (see :meth:`RuleEngine.tick`)."""
@@ -434,7 +135,7 @@ class RuleEngine:
                 _Compiled(rule, i, tuple(assets), _rule_exprs(rule, i), rows)
             )
         self._suppress_by_index = {
-            c.index: _suppress_expr(c.rule, c.index) for cs in self._groups.values() for c in cs
+            c.index: suppress_expr(c.rule, c.index) for cs in self._groups.values() for c in cs
         }
         self._max_rule_window_us = max((w or 0 for w in self._groups), default=0) * US
         self._latest_cols = sorted(
@@ -529,7 +230,7 @@ class RuleEngine:
         """Rows from the first one at or after ``start_us`` minus the disorder allowance (binary search)."""
         if window.height == 0:
             return window
-        at = _from_us(start_us - self._disorder_us)
+        at = from_us(start_us - self._disorder_us)
         idx = int(ts.search_sorted(at, side="left"))  # type: ignore[arg-type]
         return window.slice(idx)
 
@@ -547,10 +248,10 @@ class RuleEngine:
             for w in C.KPI_WINDOWS_SECS:
                 wus = w * US
                 self._next_start[w] = first_us // wus * wus
-            slab = window.filter(pl.col("ts") < _from_us(wm_new))
+            slab = window.filter(pl.col("ts") < from_us(wm_new))
         else:
             slab = self._slice_from(window, ts, old).filter(
-                (pl.col("ts") >= _from_us(old)) & (pl.col("ts") < _from_us(wm_new))
+                (pl.col("ts") >= from_us(old)) & (pl.col("ts") < from_us(wm_new))
             )
         self._watermark = wm_new
         if slab.height == 0:
@@ -687,7 +388,7 @@ class RuleEngine:
             secs = w or C.CURRENT_WINDOW_SECS
             if secs <= C.RAW_WINDOW_MAX_SECS:
                 lo = now_us - secs * US
-                rows = tail.filter((pl.col("ts") >= _from_us(lo)) & (pl.col("ts") < _from_us(now_us)))
+                rows = tail.filter((pl.col("ts") >= from_us(lo)) & (pl.col("ts") < from_us(now_us)))
                 raw[label] = self.model.window_stats(rows, label)
                 continue
             r = self._rolling[secs]
@@ -718,7 +419,7 @@ class RuleEngine:
         """
         rows = current.select(self._latest_cols).rows()
         out: dict[str, dict[str, tuple[float | None, str]]] = {}
-        # values are finite or None by construction (rules.kpi guards every KPI); rows are in
+        # values are finite or None by construction (rules/stages.py guards every KPI); rows are in
         # asset (config) order
         for asset, row, names, pick, units in self._latest_pickers:
             out[asset] = dict(zip(names, zip(pick(rows[row]), units, strict=True), strict=True))
@@ -909,7 +610,8 @@ def _picker(idx: Sequence[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     return operator.itemgetter(*idx)
 
 
-def _from_us(us: int) -> datetime:
+def from_us(us: int) -> datetime:
+    """Epoch microseconds as a UTC datetime (the inverse of ``rules.kpi.to_us``)."""
     return datetime.fromtimestamp(us // US, tz=UTC).replace(microsecond=us % US)
 
 
@@ -928,7 +630,8 @@ def _rule_exprs(rule: Rule, k: int) -> tuple[pl.Expr, ...]:
     )
 
 
-def _suppress_expr(rule: Rule, k: int) -> pl.Expr:
+def suppress_expr(rule: Rule, k: int) -> pl.Expr:
+    """``suppress_when`` of rule ``k`` as column ``s{k}`` (always false without one)."""
     supp = rule.suppress_when.expr() if rule.suppress_when is not None else pl.lit(False)
     return supp.alias(f"s{k}")
 
@@ -949,110 +652,3 @@ def _resolved_orphan(ev: AlertEvent, now: datetime) -> AlertEvent:
         message=f"Resolved: rule {ev.rule} is no longer configured for {ev.asset}",
         resolved_at=now,
     )
-
-
-# ------------------------------------------------------------------------------------------ history
-@dataclass(frozen=True, slots=True)
-class HistoryResult:
-    """KPI rows of every window size and the alert events of a replay over stored samples."""
-
-    kpi_rows: pl.DataFrame
-    events: list[AlertEvent]
-
-
-def evaluate_history(
-    settings: RuleSettings,
-    samples: pl.DataFrame,
-    rules: list[Rule] | None = None,
-    *,
-    windows_secs: Sequence[int] = C.KPI_WINDOWS_SECS,
-) -> HistoryResult:
-    """The full pack over a time range in one vectorised pass (backfill, what-if, benchmark).
-
-    Samples are aggregated once into 1-min tag statistics; 15-min and hourly windows and the rolling
-    rule windows are sums of those. Rules are evaluated at every minute end on the closed minute, as a
-    tick at that time would (without the live staleness check, which has no meaning for history);
-    the only sequential part is the per-pair state machine, skipped while idle.
-    """
-    engine = RuleEngine(settings, rules)
-    model = engine.model
-    if samples.height == 0 or not model.assets:
-        return HistoryResult(empty_kpi_rows(), [])
-    ts = samples.get_column("ts").dt.epoch("us")
-    lo, hi = cast(int, ts.min()), cast(int, ts.max())
-    # one pass over the samples (streaming engine: bounded memory); everything else reads minutes
-    minutes = window_range(lo, hi, 60)
-    dense = model.dense_minutes(samples)
-    rows: list[pl.DataFrame] = []
-    frames: dict[int | None, pl.DataFrame] = {}
-    for w in windows_secs:
-        if w == 60:
-            frame = model.evaluate(dense)
-            frames[None] = frame  # rules without a window read the closed minute (no staleness in history)
-        else:
-            frame = model.evaluate(dense.coarsen(w))
-        rows.append(model.kpi_rows(frame, w))
-    if None not in frames:
-        frames[None] = model.evaluate(dense)
-    # rule conditions per window group; a rolling window computes only what its rules read
-    conds: dict[int | None, pl.DataFrame] = {}
-    for rw, compiled in engine._groups.items():
-        exprs = [pl.col("window"), pl.col("asset"), *(e for c in compiled for e in c.exprs)]
-        if rw is None:
-            conds[rw] = frames[None].select(exprs)
-        else:
-            # whole minutes of the last ``rw`` seconds ending with each minute
-            conds[rw] = model.evaluate(dense.rolling(max(1, rw // 60)), select=exprs)
-    events = _replay(engine, conds, frames[None], minutes)
-    kpi_rows = pl.concat(rows, how="vertical") if rows else pl.DataFrame(schema=KPI_ROW_SCHEMA)
-    return HistoryResult(kpi_rows, events)
-
-
-def _replay(
-    engine: RuleEngine, conds: dict[int | None, pl.DataFrame], current: pl.DataFrame, minutes: pl.Series
-) -> list[AlertEvent]:
-    """Step every rule's state machine at each minute end, in time order.
-
-    NULL conditions act as false in the state machine, so conditions become boolean arrays
-    (minutes x assets) and each (rule, asset) pair only visits the minutes where something can
-    happen: from a minute where ``when`` holds, until the pair is idle again.
-    """
-    n_min = minutes.len()
-    starts = minutes.to_numpy()
-    supp_frame = current  # every frame is window-major, assets in config order
-    asset_pos = {a: i for i, a in enumerate(supp_frame.get_column("asset").head(len(engine.model.assets)))}
-
-    def grid(frame: pl.DataFrame, col: str, *, boolean: bool) -> np.ndarray[Any, Any]:
-        series = frame.get_column(col)
-        arr = series.fill_null(False).to_numpy() if boolean else series.cast(pl.Float64).to_numpy()
-        return arr.reshape(n_min, -1)
-
-    found: list[tuple[int, int, int, int, AlertEvent]] = []
-    for g, (w, compiled) in enumerate(sorted(engine._groups.items(), key=lambda kv: kv[0] or 0)):
-        frame = conds[w]  # w{k}, c{k}, v{k}, t{k} of each rule k (see _rule_exprs)
-        supp = supp_frame.select("window", *[_suppress_expr(c.rule, c.index) for c in compiled])
-        for c in compiled:
-            k = c.index
-            when, clear = grid(frame, f"w{k}", boolean=True), grid(frame, f"c{k}", boolean=True)
-            suppressed = grid(supp, f"s{k}", boolean=True)
-            val, thr = grid(frame, f"v{k}", boolean=False), grid(frame, f"t{k}", boolean=False)
-            for a_order, asset in enumerate(c.assets):
-                col = asset_pos[asset]
-                w_col = when[:, col]
-                candidates = np.flatnonzero(w_col & ~suppressed[:, col])
-                st = engine.tracker.state(c.rule.id, asset)
-                pos = 0
-                while pos < len(candidates):
-                    i = int(candidates[pos])
-                    while i < n_min:
-                        now = _from_us(int(starts[i]) + MINUTE_US)
-                        obs = Observation(bool(w_col[i]), bool(clear[i, col]), bool(suppressed[i, col]))
-                        ev = engine._step(c.rule, asset, now, obs, val[i, col], thr[i, col])
-                        if ev is not None:
-                            found.append((i, g, k, a_order, ev))
-                        if st.phase is Phase.IDLE:
-                            break
-                        i += 1
-                    pos = int(np.searchsorted(candidates, i, side="right"))
-    found.sort(key=lambda x: x[:4])
-    return [ev for *_, ev in found]

@@ -9,13 +9,22 @@ Grammar (case-insensitive keywords; ``#`` is not a comment inside an expression)
     comparison := sum (("<" | "<=" | ">" | ">=" | "==" | "!=") sum)?
     sum        := term (("+" | "-") term)*
     term       := unary (("*" | "/") unary)*
-    unary      := "-" unary | primary
+    unary      := ("-" | "+") unary | primary
     primary    := NUMBER | "true" | "false" | NAME | FUNC "(" expr ("," expr)* ")" | "(" expr ")"
     FUNC       := "abs" | "min" | "max"
 
-Names are KPI names, signal role names and asset parameters (the engine checks them at load).
+Names are KPI names, signal role names and asset parameters (rules/packs.py checks them at load).
 Semantics follow SQL three-valued logic: a NULL input (no good data, kiln stopped) makes a comparison
 NULL, which never counts as true; ``x / 0`` is NULL rather than inf.
+
+Why a hand-written parser rather than ``ast.parse(mode="eval")`` plus a whitelist walk: the tree,
+type checks and Polars compilation below stay either way, so ``ast`` would replace only the ~160-line
+lexer and parser (a prototype came to ~390 lines, not ~250). Python's grammar is not this one: no
+case-insensitive ``AND``/``NOT``, no leading whitespace or line breaks (TOML multi-line strings), a
+bare "invalid syntax" without a column for ``x >`` and wrong columns for ``&&`` or ``(x > 1``. Worse,
+it accepts silently what a pack must not contain: ``#`` starts a comment (``x > 1 # and y < 2``
+loses its second half), ``0x10``, ``1_000``, non-ASCII names, and its offsets count UTF-8 bytes.
+Restoring all that takes a token pass, i.e. the lexer kept here (tests/rules/test_rules_expr.py).
 """
 
 from __future__ import annotations

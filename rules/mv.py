@@ -349,60 +349,15 @@ def fit_baseline(
     :func:`aggregation_for` of each name. The returned baseline carries the EnPI Lite verdict in
     ``valid`` and every problem or caution in ``warnings``.
     """
-    if granularity not in GRANULARITIES:
-        raise MVError(f"granularity must be one of {', '.join(GRANULARITIES)}")
-    drivers = tuple(drivers)
-    if not drivers:
-        raise MVError("at least one driver is needed")
-    if target in drivers or len(set(drivers)) != len(drivers):
-        raise MVError("target and drivers must be distinct")
-    missing = [c for c in (target, *drivers) if c not in frame.columns]
-    if missing:
-        raise MVError(f"no column for {', '.join(missing)}")
-    data = frame.drop_nulls(subset=[target, *drivers])
-    y = data[target].cast(pl.Float64).to_numpy()
-    x = (
-        np.column_stack([data[d].cast(pl.Float64).to_numpy() for d in drivers])
-        if data.height
-        else np.empty((0, 1))
-    )
+    drivers = _checked_variables(frame, target, drivers, granularity)
+    data, y, x = _fit_data(frame, target, drivers)
     fit = ols(y, x)
-
+    problems = enpi_lite_checks(fit, drivers)
+    warnings = problems + _fit_cautions(fit, drivers, granularity)
+    period_from, period_to = _fit_period(data, period_from, period_to)
+    fitted_at = fitted_at or datetime.now(UTC)
     t_agg = aggregation_for(target)
     d_aggs = [aggregation_for(d) for d in drivers]
-    warnings = enpi_lite_checks(fit, drivers)
-    valid = not warnings
-    min_n = max(MIN_POINTS, MIN_POINTS_PER_DRIVER * len(drivers))
-    if fit.n < min_n:
-        warnings.append(
-            f"only {fit.n} periods: at least {min_n} are recommended for {len(drivers)} driver(s)"
-        )
-    for name, b in zip(drivers, fit.params[1:], strict=True):
-        if b < 0:
-            warnings.append(
-                f"negative slope for {name} ({b:.4g}): energy falls as {name} rises - check the driver "
-                "(CalTRACK rejects negative coefficients, docs/kpis.md §7)"
-            )
-    cv_lim, nmbe_lim = G14_LIMITS[granularity]
-    if fit.cv_rmse > cv_lim:
-        warnings.append(
-            f"CV(RMSE) {fit.cv_rmse:.2f} % exceeds the ASHRAE G14 {granularity} limit {cv_lim:g} %"
-        )
-    if abs(fit.nmbe) > nmbe_lim:
-        warnings.append(
-            f"|NMBE| {abs(fit.nmbe):.2f} % exceeds the ASHRAE G14 {granularity} limit {nmbe_lim:g} %"
-        )
-
-    ts = data["ts"] if "ts" in data.columns else None
-    if period_from is None:
-        if ts is None:
-            raise MVError("period_from is needed when the frame has no ts column")
-        period_from = _as_datetime(ts.min())
-    if period_to is None:
-        if ts is None:
-            raise MVError("period_to is needed when the frame has no ts column")
-        period_to = _as_datetime(ts.max())
-    fitted_at = fitted_at or datetime.now(UTC)
     sd = x.std(axis=0, ddof=1) if fit.n > 1 else np.zeros(len(drivers))
     return Baseline(
         baseline_id=baseline_id or make_baseline_id(site, asset, target, drivers, fitted_at),
@@ -424,7 +379,7 @@ def fit_baseline(
         nmbe=fit.nmbe,
         f_pvalue=fit.f_pvalue,
         target_mean=fit.y_mean,
-        valid=valid,
+        valid=not problems,
         warnings=tuple(warnings),
         unit=unit if unit is not None else t_agg.unit,
         fitted_at=fitted_at,
@@ -436,6 +391,86 @@ def fit_baseline(
         driver_mean=tuple(float(v) for v in x.mean(axis=0)),
         driver_sd=tuple(float(v) for v in sd),
     )
+
+
+def _checked_variables(
+    frame: pl.DataFrame, target: str, drivers: Sequence[str], granularity: str
+) -> tuple[str, ...]:
+    """The drivers as a tuple, once the request makes sense: a known granularity (it selects the G14
+    limits), at least one driver, no variable twice, every column present. Checked before any
+    arithmetic so that a wrong request is told as such, not as a numerical failure of the fit."""
+    if granularity not in GRANULARITIES:
+        raise MVError(f"granularity must be one of {', '.join(GRANULARITIES)}")
+    drivers = tuple(drivers)
+    if not drivers:
+        raise MVError("at least one driver is needed")
+    if target in drivers or len(set(drivers)) != len(drivers):
+        raise MVError("target and drivers must be distinct")
+    missing = [c for c in (target, *drivers) if c not in frame.columns]
+    if missing:
+        raise MVError(f"no column for {', '.join(missing)}")
+    return drivers
+
+
+def _fit_data(
+    frame: pl.DataFrame, target: str, drivers: tuple[str, ...]
+) -> tuple[pl.DataFrame, FloatArray, FloatArray]:
+    """The periods that enter the fit (a null in any used column drops the period, since OLS needs
+    every value) with the target as ``y`` and one column per driver as ``x``. ``x`` keeps its
+    ``(0, 1)`` shape when nothing is left, so that :func:`ols` reports too few periods."""
+    data = frame.drop_nulls(subset=[target, *drivers])
+    y = data[target].cast(pl.Float64).to_numpy()
+    x = (
+        np.column_stack([data[d].cast(pl.Float64).to_numpy() for d in drivers])
+        if data.height
+        else np.empty((0, 1))
+    )
+    return data, y, x
+
+
+def _fit_cautions(fit: OlsFit, drivers: tuple[str, ...], granularity: str) -> list[str]:
+    """Warnings that do not make the model invalid under EnPI Lite but that an auditor must see, in
+    this order: too few periods per driver, a negative slope (CalTRACK), CV(RMSE) and |NMBE| beyond
+    the ASHRAE Guideline 14 limits of the granularity (docs/kpis.md §7)."""
+    cautions: list[str] = []
+    min_n = max(MIN_POINTS, MIN_POINTS_PER_DRIVER * len(drivers))
+    if fit.n < min_n:
+        cautions.append(
+            f"only {fit.n} periods: at least {min_n} are recommended for {len(drivers)} driver(s)"
+        )
+    for name, b in zip(drivers, fit.params[1:], strict=True):
+        if b < 0:
+            cautions.append(
+                f"negative slope for {name} ({b:.4g}): energy falls as {name} rises - check the driver "
+                "(CalTRACK rejects negative coefficients, docs/kpis.md §7)"
+            )
+    cv_lim, nmbe_lim = G14_LIMITS[granularity]
+    if fit.cv_rmse > cv_lim:
+        cautions.append(
+            f"CV(RMSE) {fit.cv_rmse:.2f} % exceeds the ASHRAE G14 {granularity} limit {cv_lim:g} %"
+        )
+    if abs(fit.nmbe) > nmbe_lim:
+        cautions.append(
+            f"|NMBE| {abs(fit.nmbe):.2f} % exceeds the ASHRAE G14 {granularity} limit {nmbe_lim:g} %"
+        )
+    return cautions
+
+
+def _fit_period(
+    data: pl.DataFrame, period_from: datetime | None, period_to: datetime | None
+) -> tuple[datetime, datetime]:
+    """The baseline period as given, else the first and last ``ts`` of the periods actually fitted
+    (after nulls were dropped), so the stored range says which data the model stands on."""
+    ts = data["ts"] if "ts" in data.columns else None
+    if period_from is None:
+        if ts is None:
+            raise MVError("period_from is needed when the frame has no ts column")
+        period_from = _as_datetime(ts.min())
+    if period_to is None:
+        if ts is None:
+            raise MVError("period_to is needed when the frame has no ts column")
+        period_to = _as_datetime(ts.max())
+    return period_from, period_to
 
 
 def _as_datetime(v: object) -> datetime:

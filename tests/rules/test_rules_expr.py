@@ -16,6 +16,7 @@ from rules.expr import (
     Name,
     evaluate_scalar,
     first_comparison,
+    name_columns,
     parse_condition,
     parse_value,
     single_name,
@@ -123,6 +124,36 @@ def test_no_python_evaluation_of_names() -> None:
     for text in ("__import__('os') > 1", "x.y > 1", "'a' > 1"):
         with pytest.raises(ExprError):
             parse_condition(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "column"),
+    [
+        # what Python's own parser would accept silently (rules/expr.py says why it is not used)
+        ("x > 1 # and y < 2", "unexpected character '#'", 7),  # not a comment: nothing is dropped
+        ("x > 0x10", "unexpected 'x10'", 6),
+        ("x > 1_000", "unexpected '_000'", 6),
+        ("x > 1j", "unexpected 'j'", 6),
+        ("température > 1", "unexpected character 'é'", 5),  # columns count characters, not bytes
+        ("x[0] > 1", "unexpected character '['", 2),
+        ("lambda: x > 1", "unexpected character ':'", 7),
+        ("x ** 2 > 1", "unexpected '*'", 4),
+        ("x if y else z", "unexpected 'if'", 3),
+        ("x in y", "unexpected 'in'", 3),
+    ],
+)
+def test_python_only_syntax_is_rejected_with_its_column(text: str, fragment: str, column: int) -> None:
+    with pytest.raises(ExprError) as err:
+        parse_condition(text)
+    assert fragment in str(err.value)
+    assert err.value.column == column
+
+
+def test_whitespace_and_line_breaks_anywhere() -> None:
+    # a TOML multi-line string keeps its indentation and line breaks
+    cond = parse_condition("  a > 1\n  AND b < 2e3")
+    assert name_columns(cond.tree) == {"a": 3, "b": 15}
+    assert run("  a > 1\n  AND b < 2e3", a=[2.0], b=[1999.0]) == [True]
 
 
 def test_parse_value_rejects_conditions() -> None:

@@ -19,7 +19,8 @@ from rules_support import tick_through
 
 from agent.config import load_config
 from connectors.base import SAMPLE_SCHEMA
-from rules.engine import RuleEngine, load_rules
+from rules.engine import RuleEngine
+from rules.packs import load_rules
 
 CASES = Path(__file__).resolve().parent / "cases"
 UPDATE = os.environ.get("KILNWATCH_UPDATE_GOLDEN") == "1"

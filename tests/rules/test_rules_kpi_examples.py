@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 from rules_support import EXAMPLE1_KILN, EXAMPLE1_VALUES, T0, kpi_value, make_config, samples
 
+from rules.catalogue import KPI_ROW_SCHEMA, KPI_UNITS
 from rules.constants import KGCE_PER_KWH, KJ_PER_KCAL, MJ_PER_KGCE
 from rules.grades import grade
-from rules.kpi import KPI_ROW_SCHEMA, KPI_UNITS, compute_kpis, wide_signals
+from rules.kpi import compute_kpis, wide_signals
 
 
 def sig4(x: float) -> float:

@@ -7,13 +7,8 @@ from pathlib import Path
 import pytest
 from rules_support import EXAMPLE1_KILN, make_config
 
-from rules.engine import (
-    RuleEngine,
-    RulePackError,
-    load_rules,
-    parse_rule_pack,
-    render_message,
-)
+from rules.engine import RuleEngine
+from rules.packs import RulePackError, load_rules, parse_rule_pack, render_message
 
 BUILTIN_IDS = {
     "kiln.specific_heat.high",
