@@ -1,7 +1,7 @@
 """The paho-mqtt adapter: one paho client and its socket, driven by the asyncio loop.
 
 This is the only module of the project that imports paho-mqtt (docs/architecture.md, "Import
-directions"; tests/test_architecture.py keeps it so). It owns paho's callbacks and threads, and it
+directions"; tests/common/test_architecture.py keeps it so). It owns paho's callbacks and threads, and it
 maps what paho reports onto the project's own terms before anything leaves this module: a failed
 CONNACK becomes :class:`~agent.mqtt_policies.ConnectRefused` (reason code and text), a connection
 closed before CONNACK :class:`~agent.mqtt_policies.ClosedBeforeConnack`, paho's argument checks

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("agent", "common", "connectors", "rules", "simulator")
 
 #: package -> project packages it must never import (docs/architecture.md, "Import directions").
