@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from agent_support import wait_until
+from waiting import wait_until
 
 from agent import storage
 from simulator.runner import SimulatedPlant

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from agent_support import wait_until
+from waiting import wait_until
 
 from agent import storage
 from agent.config import Config, parse_config

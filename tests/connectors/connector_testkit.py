@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,25 +36,6 @@ TEST_NS = "urn:kilnwatch:test"
 
 # asyncua servers log set-up chatter (no certificates, session timeout revised) at WARNING
 logging.getLogger("asyncua.server").setLevel(logging.ERROR)
-
-
-async def wait_until(
-    predicate: Callable[[], object], within: float = 10.0, interval: float = 0.02, what: str = "condition"
-) -> None:
-    """Poll ``predicate`` every ``interval`` s until it holds; fail after ``within`` s.
-
-    Instead of a fixed sleep "and hope the connector noticed": fast on an idle machine, patient on
-    a busy one. (tests/agent/agent_support.py has the same helper; the test packages are not
-    importable from each other.)
-    """
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                if predicate():
-                    return
-                await asyncio.sleep(interval)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {within:g} s waiting for {what}") from None
 
 
 @dataclass

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 import pytest_asyncio
 from connector_testkit import ModbusTestServer, modbus_source_dict
+from waiting import wait_until
 
 from connectors import make_connector
 from connectors.modbus import ModbusConnector
@@ -141,7 +142,7 @@ async def test_quarantined_tag_is_retried_and_released(
         assert by_tag(await conn.poll())["kiln1.v10"] == (None, "bad")
         assert by_tag(await conn.poll())["kiln1.v10"] == (None, "bad")  # not yet due
         plc.illegal = set()
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # past quarantine_retry_secs: the retry is due by the clock under test
         assert by_tag(await conn.poll())["kiln1.v10"] == (10.5, "good")
         assert conn.quarantined == {}
         assert by_tag(await conn.poll())["kiln1.v10"] == (10.5, "good")
@@ -208,11 +209,12 @@ async def test_device_that_stops_answering_is_comm_error_logged_once(
             assert set(frame["quality"]) == {"comm_error"}
             await asyncio.sleep(0.05)
         plc.mute = False
-        for _ in range(20):  # reconnect backoff is 50-200 ms
-            await asyncio.sleep(0.05)
-            frame = await conn.poll()
-            if set(frame["quality"]) == {"good"}:
-                break
+        async with asyncio.timeout(10):  # reconnect backoff is 50-200 ms; polls until it reconnects
+            while True:
+                await asyncio.sleep(0.05)
+                frame = await conn.poll()
+                if set(frame["quality"]) == {"good"}:
+                    break
         assert set(frame["quality"]) == {"good"}
     conn.close()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -236,11 +238,14 @@ async def test_server_killed_and_restarted_gives_comm_error_then_recovers(
 
     with caplog.at_level(logging.INFO, logger="connectors.modbus"):
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.4)
+        await wait_until(lambda: task.done() or seq.count("good") >= 3, what="good polls")
         await plc.stop()
-        await asyncio.sleep(0.6)
+        await wait_until(lambda: task.done() or "comm_error" in seq, what="the outage seen")
         await plc.start()
-        await asyncio.sleep(1.0)
+        await wait_until(
+            lambda: task.done() or ("comm_error" in seq and seq[-5:] == ["good"] * 5),
+            what="five good polls after the outage",
+        )
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -279,7 +284,7 @@ async def test_connector_never_sends_a_write_function_code(plc: ModbusTestServer
     conn = ModbusConnector(source(plc.port, tags, quarantine_retry_secs=0.05))
     for _ in range(4):
         await conn.poll()
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.06)  # past quarantine_retry_secs: every poll retries register 20
     conn.close()
     assert len(plc.requests) > 8
     assert plc.function_codes() <= READ_FUNCTION_CODES

@@ -15,6 +15,7 @@ import pytest_asyncio
 from asyncua import ua
 from asyncua.ua.status_codes import StatusCodes
 from connector_testkit import TEST_NS, OpcuaTestServer, opcua_source_dict
+from waiting import wait_until
 
 from connectors import make_connector
 from connectors.base import Quality
@@ -225,7 +226,7 @@ async def test_subscribe_yields_changes_with_source_timestamps_and_holds_the_res
         return any(v == 333.0 for _, v, _, _ in seen)
 
     async def change_later() -> None:
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: sum(s[0] == "kiln1.fuel" for s in seen) >= 3, what="fuel held three times")
         await fresh.set("Feed", 333.0, source_ts=stamp)
 
     async with asyncio.TaskGroup() as tg:
@@ -251,9 +252,9 @@ async def test_subscribe_maps_status_changes_to_quality(fresh: OpcuaTestServer) 
         return "comm_error" in qualities
 
     async def degrade() -> None:
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: qualities.count("good") >= 2, what="good")
         await fresh.set("Temp", 351.0, status=StatusCodes.UncertainLastUsableValue)
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: "stale" in qualities, what="stale")
         await fresh.set("Temp", 352.0, status=StatusCodes.BadCommunicationError)
 
     async with asyncio.TaskGroup() as tg:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from connector_testkit import TEST_NS, OpcuaTestServer, opcua_source_dict
+from waiting import wait_until
 
 from connectors.opcua import OpcuaConnector
 from connectors.opcua_config import OpcuaSource
@@ -51,9 +52,13 @@ async def test_restart_with_renumbered_namespaces_recovers_on_the_right_nodes(
                     return
 
     async def restart() -> None:
-        await asyncio.sleep(0.5)
+        await wait_until(
+            lambda: all(rows.count((100.0, "good")) >= 2 for rows in seen.values()), what="100.0 read twice"
+        )
         await server.stop()
-        await asyncio.sleep(0.5)
+        await wait_until(
+            lambda: all(rows[-1][1] == "comm_error" for rows in seen.values()), what="the outage seen"
+        )
         # the same endpoint, but another namespace registered first: the test namespace is now 3
         server.namespaces = (OTHER_NS, TEST_NS)
         await server.start({"Feed": 200.0}, decoy=-1.0)
@@ -101,7 +106,7 @@ async def test_server_down_at_start_gives_comm_error_frames_until_it_appears() -
                     return
 
     async def appear() -> Any:
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: qualities.count("comm_error") >= 3, what="three comm_error frames")
         await server.start({"Feed": 5.0})
 
     try:

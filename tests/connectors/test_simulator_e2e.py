@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 import pytest
 import pytest_asyncio
-from connector_testkit import wait_until
+from waiting import wait_until
 
 from agent.config import Config, parse_config
 from connectors import make_connector

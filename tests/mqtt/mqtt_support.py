@@ -468,15 +468,6 @@ async def running(link: Any) -> Any:
             await task
 
 
-async def eventually(predicate: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
-    """Poll ``predicate`` (tests only) until it holds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def spawn_agent(url: str, db: Path, *, record: int = 0) -> asyncio.subprocess.Process:
     """Start ``agent_proc.py`` (MqttLink in its own process) for the crash tests."""
     return await asyncio.create_subprocess_exec(

@@ -7,7 +7,8 @@ import logging
 
 import duckdb
 import pytest
-from mqtt_support import Subscriber, alert_keys, eventually, make_event, running
+from mqtt_support import Subscriber, alert_keys, make_event, running
+from waiting import wait_until
 
 import agent.broker
 from agent.broker import EmbeddedBroker, find_mosquitto
@@ -48,7 +49,7 @@ async def test_embedded_broker_carries_alerts_and_prints_nothing(
             record_events(db, [make_event(1), make_event(1, "resolved")])
             link.notify()
             msgs = await sub.wait_for(lambda m: len(alert_keys(m)) == 2)
-            await eventually(lambda: link.stats.backlog == 0)
+            await wait_until(lambda: link.stats.backlog == 0)
         sub.stop()
         port = broker.port
     assert alert_keys(msgs) == [(make_event(1).alert_id, "firing"), (make_event(1).alert_id, "resolved")]

@@ -15,12 +15,12 @@ from mqtt_support import (
     Subscriber,
     TcpProxy,
     alert_keys,
-    eventually,
     kill,
     make_event,
     running,
     spawn_agent,
 )
+from waiting import wait_until
 
 from agent.config import MqttSection
 from agent.mqtt import MqttLink
@@ -61,7 +61,7 @@ async def test_alerts_arrive_on_documented_topic_with_documented_fields(
         record_events(db, [make_event(1), make_event(1, "resolved")])
         link.notify()
         msgs = await sub.wait_for(lambda m: len(alert_keys(m)) == 2)
-        await eventually(lambda: link.stats.backlog == 0, what="PUBACKs marked")
+        await wait_until(lambda: link.stats.backlog == 0, what="PUBACKs marked")
     sub.stop()
     alerts = [m for m in msgs if "/alerts/" in m.topic]
     assert [m.topic for m in alerts] == ["kilnwatch/plant1/kiln1/alerts/kiln.specific_heat.high"] * 2
@@ -81,7 +81,7 @@ async def test_status_is_retained_online_then_offline_on_clean_shutdown(
 ) -> None:
     link = MqttLink(section(mosquitto.url), site="plant1", con=db)
     async with running(link):
-        await eventually(lambda: link.stats.connected, what="connection")
+        await wait_until(lambda: link.stats.connected, what="connection")
         late = await Subscriber(mosquitto.port, topic="kilnwatch/plant1/status").start()
         [online] = await late.wait_for(lambda m: len(m) == 1)
         assert online.retain and online.qos == 1
@@ -109,7 +109,7 @@ async def test_alerts_are_not_retained_but_kpi_snapshots_are(
             {"clinker_tph": (120.0, "t/h"), "specific_heat_kcal_per_kg_clinker": (752.3, "kcal/kg")},
         )
         link.offer_kpis("cement_mill1", at(0), {"specific_power_kwh_per_t": (31.5, "kWh/t")})
-        await eventually(lambda: link.stats.backlog == 0 and link.stats.kpi_published == 2)
+        await wait_until(lambda: link.stats.backlog == 0 and link.stats.kpi_published == 2)
         late = await Subscriber(mosquitto.port).start()
         msgs = await late.wait_for(lambda m: sum("/kpi" in x.topic for x in m) == 2)
         await asyncio.sleep(0.2)  # a retained alert, if any, would arrive with the others
@@ -141,14 +141,14 @@ async def test_kpi_snapshots_are_published_by_exception_and_heartbeat(
         section(mosquitto.url, kpi_deadband_pct=1.0, kpi_heartbeat_secs=60), site="plant1", con=db
     )
     async with running(link):
-        await eventually(lambda: link.stats.connected)
+        await wait_until(lambda: link.stats.connected)
         # data time advances 10 s per evaluation; no real waiting needed
         offers = [(0, 120.0), (10, 120.5), (20, 122.0), (30, 121.0), (40, 122.1), (80, 122.1), (90, 122.1)]
         for secs, tph in offers:
             link.offer_kpis("kiln1", at(secs), {"clinker_tph": (tph, "t/h")})
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # a yield: the link takes each offer (a waiting one is replaced)
         msgs = await sub.wait_for(lambda m: len(m) >= 3)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a fourth snapshot, if one were published, would arrive meanwhile
     sub.stop()
     got = [(m.payload["ts"], m.payload["kpis"]["clinker_tph"]["value"]) for m in sub.snapshot()]
     # 0: first; 10: +0.4 % no; 20: +1.7 % yes; 30: -0.8 % no; 40: +0.08 % no; 80: heartbeat (60 s after 20)
@@ -166,18 +166,18 @@ async def test_kpi_backlog_keeps_only_the_latest_snapshot_per_asset(
 ) -> None:
     link = MqttLink(section(mosquitto.url, kpi_deadband_pct=0.0), site="plant1", con=db)
     async with running(link):
-        await eventually(lambda: link.stats.connected)
+        await wait_until(lambda: link.stats.connected)
         await asyncio.to_thread(mosquitto.stop)
-        await eventually(lambda: not link.stats.connected, what="disconnect noticed")
+        await wait_until(lambda: not link.stats.connected, what="disconnect noticed")
         for i in range(500):  # an hour-long outage at ~7 s per evaluation
             link.offer_kpis("kiln1", at(i), {"clinker_tph": (100.0 + i, "t/h")})
             link.offer_kpis("raw_mill1", at(i), {"specific_power_kwh_per_t": (20.0 + i, "kWh/t")})
         published_before = link.stats.kpi_published
         await asyncio.to_thread(mosquitto.start)
-        await eventually(lambda: link.stats.kpi_published == published_before + 2, what="backlog sent")
+        await wait_until(lambda: link.stats.kpi_published == published_before + 2, what="backlog sent")
         late = await Subscriber(mosquitto.port).start()
         msgs = await late.wait_for(lambda m: sum(x.topic.endswith("/kpi") for x in m) == 2)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # an older snapshot, if one were still sent, would arrive meanwhile
     late.stop()
     assert link.stats.kpi_published == published_before + 2
     values = {
@@ -221,15 +221,17 @@ async def test_later_alert_never_overtakes_one_awaiting_puback(
         proxy.blackhole()
         record_events(db, events[1:4])
         link.notify()
-        await eventually(lambda: proxy.swallowed > 0 and link.stats.backlog == 3, what="swallowed")
+        await wait_until(lambda: proxy.swallowed > 0 and link.stats.backlog == 3, what="swallowed")
+        swallowed = proxy.swallowed
         record_events(db, events[4:])
         link.notify()
-        await asyncio.sleep(0.2)  # the later events are written too, still without PUBACK
+        # the later events are written too, still without PUBACK
+        await wait_until(lambda: proxy.swallowed > swallowed, what="the later events swallowed")
         assert link.stats.backlog == 5
         proxy.restore()
         proxy.cut()
         msgs = await sub.wait_for(lambda m: len(alert_keys(m)) >= 6)
-        await eventually(lambda: link.stats.backlog == 0)
+        await wait_until(lambda: link.stats.backlog == 0)
     sub.stop()
     await proxy.close()
     assert alert_keys(msgs) == [(e.alert_id, e.state) for e in events]
@@ -270,7 +272,7 @@ async def test_silent_broker_is_retried_and_shutdown_stays_prompt(
         section(f"mqtt://127.0.0.1:{port}", protocol="5"), site="plant1", con=db, connack_timeout_secs=0.2
     )
     task = asyncio.create_task(link.run())
-    await eventually(lambda: len(accepted) >= 2, what="a second attempt")
+    await wait_until(lambda: len(accepted) >= 2, what="a second attempt")
     loop = asyncio.get_running_loop()
     started = loop.time()
     task.cancel()

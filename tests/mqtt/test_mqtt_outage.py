@@ -17,7 +17,6 @@ from mqtt_support import (
     Mosquitto,
     Subscriber,
     alert_keys,
-    eventually,
     first_occurrences,
     free_port,
     kill,
@@ -25,6 +24,7 @@ from mqtt_support import (
     running,
     spawn_agent,
 )
+from waiting import wait_until
 
 from agent import storage
 from agent.config import MqttSection
@@ -65,7 +65,8 @@ async def outage_scenario(
         await asyncio.to_thread(broker.stop)
         loop = asyncio.get_running_loop()
         down_at = loop.time()
-        for batch in batches:  # alerts keep firing and resolving during the outage
+        # the outage lasts outage_secs (the scenario under test), alerts firing and resolving all along
+        for batch in batches:
             record_events(db, batch)
             link.notify()
             await asyncio.sleep(outage_secs / len(batches))
@@ -74,7 +75,7 @@ async def outage_scenario(
         await asyncio.sleep(max(0.0, outage_secs - (loop.time() - down_at)))
         await asyncio.to_thread(broker.start)
         msgs = await sub.wait_for(lambda m: len(set(alert_keys(m))) == len(expected), within=30)
-        await eventually(lambda: link.stats.backlog == 0, what="backlog drained")
+        await wait_until(lambda: link.stats.backlog == 0, what="backlog drained")
     sub.stop()
     assert first_occurrences(alert_keys(msgs)) == expected
     assert count_undelivered(db) == 0
@@ -107,7 +108,7 @@ async def test_thirty_second_broker_outage_delays_alerts_but_loses_none(
 
 @pytest.mark.asyncio
 async def test_agent_restarted_while_broker_down_delivers_backlog_in_order(
-    mosquitto_factory: MosquittoFactory, db_path: Path
+    mosquitto_factory: MosquittoFactory, db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker = mosquitto_factory(persistence=True)
     sub = await Subscriber(broker.port, client_id="scada", persistent=True).start()
@@ -121,22 +122,25 @@ async def test_agent_restarted_while_broker_down_delivers_backlog_in_order(
         await asyncio.to_thread(broker.stop)
         record_events(con, during)
         first.notify()
-        await eventually(lambda: not first.stats.connected)
+        await wait_until(lambda: not first.stats.connected)
     con.close()  # the agent is gone; only the database file remains
 
     con = storage.connect(db_path)
     open_alerts = load_open_alerts(con, "plant1")
     assert [a.alert_id for a in open_alerts] == [make_event(1).alert_id, make_event(13).alert_id]
     second = MqttLink(section(broker.url), site="plant1", con=con)
+    caplog.clear()
     async with running(second):
         record_events(con, after)
         second.notify()
-        await asyncio.sleep(0.5)
+        await wait_until(
+            lambda: any("unreachable" in r.getMessage() for r in caplog.records), what="the broker found down"
+        )
         assert second.stats.backlog == len(during) + len(after)
         await asyncio.to_thread(broker.start)
         expected = [(e.alert_id, e.state) for e in early + during + after]
         msgs = await sub.wait_for(lambda m: len(set(alert_keys(m))) == len(expected), within=30)
-        await eventually(lambda: second.stats.backlog == 0)
+        await wait_until(lambda: second.stats.backlog == 0)
     sub.stop()
     con.close()
     assert first_occurrences(alert_keys(msgs)) == expected
@@ -161,7 +165,7 @@ async def test_alerts_recorded_by_a_killed_agent_are_delivered_after_restart(
     link = MqttLink(section(mosquitto.url), site="plant1", con=con)
     async with running(link):
         msgs = await sub.wait_for(lambda m: len(alert_keys(m)) == 25)
-        await eventually(lambda: link.stats.backlog == 0)
+        await wait_until(lambda: link.stats.backlog == 0)
     sub.stop()
     assert count_undelivered(con) == 0
     con.close()

@@ -10,7 +10,8 @@ from typing import Any
 
 import duckdb
 import pytest
-from mqtt_support import Mosquitto, Subscriber, TlsFiles, alert_keys, eventually, make_event, running
+from mqtt_support import Mosquitto, Subscriber, TlsFiles, alert_keys, make_event, running
+from waiting import wait_until
 
 from agent.config import MqttSection
 from agent.mqtt import MqttLink
@@ -30,7 +31,7 @@ async def delivers_alerts(link: MqttLink, db: duckdb.DuckDBPyConnection, sub: Su
         record_events(db, [make_event(1), make_event(2)])
         link.notify()
         msgs = await sub.wait_for(lambda m: len(alert_keys(m)) == 2)
-        await eventually(lambda: link.stats.backlog == 0)
+        await wait_until(lambda: link.stats.backlog == 0)
     sub.stop()
     assert [k[0] for k in alert_keys(msgs)] == [make_event(1).alert_id, make_event(2).alert_id]
 
@@ -76,7 +77,7 @@ async def test_untrusted_broker_certificate_is_one_clear_error(
     link = MqttLink(section(broker.url, ca_file=str(tls_files.other_ca_cert)), site="plant1", con=db)
     caplog.set_level(logging.DEBUG, logger="agent.mqtt")
     async with running(link):
-        await eventually(lambda: sum("TLS" in r.getMessage() for r in caplog.records) >= 3, what="retries")
+        await wait_until(lambda: sum("TLS" in r.getMessage() for r in caplog.records) >= 3, what="retries")
     [err] = errors(caplog)
     assert "TLS handshake with 127.0.0.1:" in err.getMessage()
     assert "certificate verify failed" in err.getMessage()
@@ -134,11 +135,11 @@ async def test_wrong_password_is_one_clear_error_and_a_slow_retry(
     link = MqttLink(cfg, site="plant1", con=db)
     caplog.set_level(logging.DEBUG, logger="agent.mqtt")
     async with running(link):
-        await eventually(lambda: len(errors(caplog)) == 1, what="the error line")
+        await wait_until(lambda: len(errors(caplog)) == 1, what="the error line")
         await asyncio.sleep(0.8)  # a fast retry (min 0.1 s) would have tried several more times
         refusals = [r for r in caplog.records if "refused connection" in r.getMessage()]
         assert len(refusals) == 1  # slow retry: next attempt after >= reconnect_max_secs / 2
-        await eventually(
+        await wait_until(
             lambda: len([r for r in caplog.records if "refused" in r.getMessage()]) >= 2, within=5
         )
     [err] = errors(caplog)

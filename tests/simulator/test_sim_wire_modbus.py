@@ -93,7 +93,7 @@ async def test_server_counts_function_codes_so_writes_are_visible(sim: Simulated
 async def test_running_clock_steps_the_plant_at_the_requested_speed() -> None:
     async with SimulatedPlant(speed=120.0, tick_secs=0.05, opcua=False) as sim:
         first = await read_all_modbus(sim.modbus_port, sim.plant.tagmap)
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # the wall time the clock is measured over: the thing under test
         later = await read_all_modbus(sim.modbus_port, sim.plant.tagmap)
         assert sim.plant.t >= 30.0  # 0.6 s x 120 = 72 simulated s; generous for a loaded machine
         assert later["kiln1.energy_kwh_total"] > first["kiln1.energy_kwh_total"]
