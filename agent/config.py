@@ -210,37 +210,79 @@ class _CrossRefError(ValueError):
         self.problems = problems
 
 
+def _is_branch(part: str) -> bool:
+    """A union branch or discriminator tag in an error location: pydantic internals, not a key."""
+    return part in ("modbus", "opcua") or not part.isidentifier() or part in ("str", "int", "float", "bool")
+
+
 def _loc(loc: Iterable[int | str]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("modbus", "opcua") or part.startswith("function-after") or part.startswith("str"):
-            # discriminator tag and union branch names are pydantic internals, not key paths
+        elif _is_branch(part):
             continue
         else:
             out += f".{part}" if out else str(part)
     return out
 
 
+def _message(err: Any) -> str:
+    msg: str = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return "unknown key (typo?)"
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, ") :]
+    if err["type"] == "literal_error":
+        return msg.replace("Input should be", "must be")
+    return msg
+
+
+def _union_branch(loc: Sequence[int | str]) -> int | None:
+    """Index of the first union-branch part of a location (``str | list[str]`` roles), if any."""
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and part not in ("modbus", "opcua") and _is_branch(part):
+            return i
+    return None
+
+
 def format_errors(exc: ValidationError) -> list[str]:
-    """One line per problem, each naming the key path (``sources[1].tags[3].data_type: ...``)."""
+    """One line per problem, each naming the key path (``sources[1].tags[3].data_type: ...``).
+
+    A value that fits no branch of a union (a tag role takes a name or a list of names) gives one
+    error per branch; they are merged into one line, or, when the value had the shape of a list,
+    only the list's own problems (``assets[0].fuel_tph[1]: ...``) are kept.
+    """
     lines: list[str] = []
+    unions: dict[str, list[tuple[str, str]]] = {}
     for err in exc.errors():
         ctx_err = (err.get("ctx") or {}).get("error")
         if isinstance(ctx_err, _CrossRefError):
             lines.extend(ctx_err.problems)
             continue
         path = _loc(err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (typo?)"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        elif err["type"] == "literal_error":
-            msg = msg.replace("Input should be", "must be")
-        lines.append(f"{path}: {msg}")
-    return lines
+        branch = _union_branch(err["loc"])
+        if branch is not None:
+            at = _loc(err["loc"][:branch]) or "(top level)"
+            if at not in unions:
+                unions[at] = []
+                lines.append(at)  # placeholder, replaced below to keep the order of the errors
+            unions[at].append((path, _message(err)))
+            continue
+        lines.append(f"{path}: {_message(err)}")
+    out: list[str] = []
+    for line in lines:
+        if line not in unions:
+            out.append(line)
+            continue
+        errs = unions.pop(line)
+        deeper = [f"{path}: {msg}" for path, msg in errs if path != line]
+        if deeper:
+            out.extend(deeper)
+        else:
+            wanted = [msg.removeprefix("Input should be ") for _, msg in errs]
+            out.append(f"{line}: Input should be " + " or ".join(dict.fromkeys(wanted)))
+    return out
 
 
 def parse_config(data: dict[str, Any]) -> Config:

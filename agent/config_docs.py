@@ -63,6 +63,9 @@ prints one for any ports.
 - **Unknown keys are errors** (they are almost always typos). `kilnwatch check-config --config FILE`
   validates without any I/O and prints one line per problem naming the key path
   (`sources[1].tags[3].data_type: must be ...`), exit code 2.
+- **Types are strict**: a value is never converted from another TOML type, so `port = "5020"` or
+  `enabled = 1` is an error (`sources[0].port: Input should be a valid integer`). The one exception
+  is that an integer is accepted where a number is expected (`altitude_m = 100`).
 - **Units are in the key names** (`_ms`, `_secs`, `_tph`, `_kw`, `_pct`, `_c` = °C).
 - **Secrets never live in the file**: passwords come from an environment variable (`password_env`)
   or a file (`password_file`); neither is ever logged.

@@ -33,7 +33,9 @@ class ModbusTag(StrictModel):
     """One value read from a register (or a group of registers) or a bit of the device."""
 
     # ``register`` in the file; ``address`` in code because BaseModel already has ``register``.
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True, strict=True
+    )
 
     #: ``asset.signal``; the asset is the text before the first dot.
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+$")

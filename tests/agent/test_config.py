@@ -129,6 +129,52 @@ def test_duplicate_tag_and_bad_whr_kiln_are_reported_together(tmp_path: Path) ->
     assert "assets[1].kiln: 'kiln9' is not a kiln asset" in problems
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("port = 5020", 'port = "5020"', "sources[0].port: Input should be a valid integer"),
+        ("port = 5020", "port = 5020.0", "sources[0].port: Input should be a valid integer"),
+        ("port = 5020", "port = true", "sources[0].port: Input should be a valid integer"),
+        ("register = 2", 'register = "2"', "sources[0].tags[1].register: Input should be a valid integer"),
+        ("register = 2", 'register = 2\n  scale = "0.1"', "sources[0].tags[1].scale: Input should be a valid number"),
+        ("feed_to_clinker = 1.6", 'feed_to_clinker = "1.6"', "assets[0].feed_to_clinker: Input should be a valid number"),
+        (
+            'site = "plant1"',
+            'site = "plant1"\nnet_whr_in_comprehensive_power = 1',
+            "agent.net_whr_in_comprehensive_power: Input should be a valid boolean",
+        ),
+        ('site = "plant1"', 'site = "plant1"\nshifts = "06:00"', "agent.shifts: Input should be a valid list"),
+    ],
+)
+def test_every_key_is_strictly_typed_no_silent_coercion(tmp_path: Path, old: str, new: str, problem: str) -> None:
+    assert _problems(tmp_path, VALID.replace(old, new, 1)) == [problem]
+
+
+def test_an_integer_is_accepted_for_a_number_key(tmp_path: Path) -> None:
+    text = VALID.replace('site = "plant1"', 'site = "plant1"\naltitude_m = 100').replace(
+        "register = 2", "register = 2\n  scale = 2"
+    )
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.agent.altitude_m == 100.0 and isinstance(cfg.agent.altitude_m, float)
+    assert cfg.sources[0].tags[1].scale == 2.0
+
+
+def test_a_role_of_the_wrong_type_is_one_line_and_list_items_are_named(tmp_path: Path) -> None:
+    assert _problems(tmp_path, VALID.replace('fuel_tph = ["kiln1.coal_tph"]', "fuel_tph = 3")) == [
+        "assets[0].fuel_tph: Input should be a valid string or a valid list"
+    ]
+    assert _problems(tmp_path, VALID.replace('fuel_tph = ["kiln1.coal_tph"]', 'fuel_tph = ["kiln1.coal_tph", 7]')) == [
+        "assets[0].fuel_tph[1]: Input should be a valid string"
+    ]
+
+
+def test_generated_simulator_config_passes_check_config(tmp_path: Path) -> None:
+    r = _cli("simulate", "--print-config")
+    assert r.returncode == 0, r.stderr
+    r = _cli("check-config", "--config", str(_write(tmp_path, r.stdout)))
+    assert r.returncode == 0, r.stderr
+
+
 def test_coil_table_requires_bool(tmp_path: Path) -> None:
     text = VALID.replace("register = 2", 'register = 2\n  table = "coil"')
     assert _problems(tmp_path, text) == [
