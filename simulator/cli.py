@@ -21,6 +21,7 @@ from common.durations import format_duration
 from connectors.modbus_config import ModbusSource
 from connectors.opcua_config import OpcuaSource
 from simulator.config_gen import DEFAULT_MODBUS_PORT, DEFAULT_OPCUA_PORT, agent_config_toml
+from simulator.listen import ListenError
 from simulator.scenarios import CATALOGUE, ScenarioError, describe, parse_scenarios
 from simulator.tagmap import NAMESPACE_INDEX, NAMESPACE_URI, build_tagmap, markdown_table
 
@@ -194,6 +195,11 @@ async def _serve(
             print(_banner(sim, args, scenario_text, security), flush=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=args.duration)
+    except ListenError as exc:
+        if started:
+            raise
+        # a busy or forbidden port is the user's to fix (--modbus-port / --opcua-port): exit 2
+        raise CliError(str(exc), EXIT_USAGE) from None
     except (OSError, RuntimeError) as exc:
         if started:
             raise

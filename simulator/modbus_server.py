@@ -19,6 +19,7 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from simulator.listen import ListenError, bind_failure, quiet_bind_failure
 from simulator.registers import BoolArray, RegisterCodec, U16Array
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,16 @@ class ModbusPlc:
         try:
             if self._last is not None:
                 await self.update(self._last)
-            await server.serve_forever(background=True)
+            with quiet_bind_failure("pymodbus.logging", "Failed to start server"):
+                await server.serve_forever(background=True)
+        except RuntimeError as exc:
+            # pymodbus logs the OSError and raises "Could not start listen" without it
+            self._server = None
+            if server.transport is None:
+                raise ListenError(
+                    self.host, self.port, "Modbus TCP", bind_failure(self.host, self.port)
+                ) from exc
+            raise
         except BaseException:
             self._server = None
             raise

@@ -41,6 +41,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from simulator.listen import ListenError, quiet_bind_failure, reason_of
 from simulator.plant import SensorStatus
 from simulator.tagmap import NAMESPACE_INDEX, NAMESPACE_URI, UNECE_CODES, Tag, TagMap
 
@@ -188,7 +189,11 @@ class OpcuaPlc:
         try:
             if self._last is not None:
                 await self.update(*self._last)
-            await server.start()
+            with quiet_bind_failure("asyncua.server.server", "error starting server"):
+                await server.start()
+        except OSError as exc:
+            self._server = None
+            raise ListenError(self.host, self.port, "OPC UA", reason_of(exc)) from exc
         except BaseException:
             self._server = None
             raise

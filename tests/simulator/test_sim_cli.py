@@ -76,15 +76,27 @@ def test_bad_arguments_give_one_line_and_exit_2(
     assert fragment in err and "\n" not in err and "Traceback" not in err
 
 
-def test_busy_port_gives_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flag", "other", "protocol"),
+    [("--modbus-port", "--opcua-port", "Modbus TCP"), ("--opcua-port", "--modbus-port", "OPC UA")],
+)
+def test_busy_port_gives_one_line_naming_the_port_exit_2(flag: str, other: str, protocol: str) -> None:
+    # a subprocess: the whole of stderr, library log handlers included, as a user sees it
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code = main(["simulate", "--modbus-port", str(port), "--opcua-port", "0", "--duration", "0.1"])
-    err = capsys.readouterr().err.strip()
-    assert code == 1
-    assert err.startswith("kilnwatch simulate: cannot start") and "\n" not in err
+        r = subprocess.run(
+            [sys.executable, "-c", _MAIN, "simulate", flag, str(port), other, "0", "--duration", "0.1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 2
+    assert r.stderr == (
+        f"kilnwatch simulate: cannot listen on 127.0.0.1:{port} ({protocol}): address already in use\n"
+    )
+    assert r.stdout == ""
 
 
 _MAIN = "import sys; from agent.cli import main; sys.exit(main())"
