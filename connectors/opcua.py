@@ -659,6 +659,10 @@ class BrowsedNode:
     status: str
 
 
+class UnknownNodeError(ConnectError):
+    """``browse`` was asked to start at a node the server does not have (a wrong ``--node``)."""
+
+
 async def browse(
     endpoint: str,
     *,
@@ -670,7 +674,8 @@ async def browse(
 ) -> list[BrowsedNode]:
     """Walk the address space below ``start`` (default: the Objects folder) for ``kilnwatch probe``.
 
-    Raises :class:`ConnectError` when no session can be opened.
+    Raises :class:`ConnectError` when no session can be opened and :class:`UnknownNodeError` when
+    ``start`` does not exist on the server (an empty browse would look like a node without children).
     """
     client = await new_client(endpoint, timeout_secs=timeout_secs, **security)
     try:
@@ -684,15 +689,21 @@ async def browse(
             ref = parse_node_id(start)
             start_id = ref.resolve(namespaces)
             if start_id is None:
-                raise ConnectError(f"namespace of {start!r} is not on the server")
-            out: list[BrowsedNode] = []
+                raise UnknownNodeError(
+                    f"node {start} does not exist on {endpoint}: its namespace is not there"
+                )
+            try:
+                await client.get_node(start_id).read_node_class()
+            except UaStatusCodeError as exc:
+                if exc.code != StatusCodes.BadNodeIdUnknown:
+                    raise
+                raise UnknownNodeError(f"node {start} does not exist on {endpoint}") from None
             # below the Objects folder, the server's own standard nodes (namespace 0: Server,
             # Aliases, ...) are listed but not expanded; point --node at them to look inside
             expand_ns0 = start_id != ua.NodeId(ua.Int32(ObjectIds.ObjectsFolder))
             walker = _Walker(client, namespaces, depth, max_nodes, expand_ns0)
             await walker.walk(client.get_node(start_id), "", 1)
             return walker.out
-            return out
         except _SESSION_ERRORS as exc:
             raise ConnectError(f"browsing {endpoint} failed: {_describe(exc)}") from None
     finally:

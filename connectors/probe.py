@@ -6,8 +6,11 @@
 * ``kilnwatch probe opcua --endpoint URL`` browses the address space and prints node ids (in the
   ``nsu=`` form that survives server restarts), data types and current values.
 
-Both print ready-to-paste ``[[sources.tags]]`` tables with ``--toml``. Only read requests are
-sent. A connection failure is one line on stderr and exit code 1.
+Both print ready-to-paste ``[[sources.tags]]`` tables with ``--toml``: then stdout carries only the
+TOML (``> tags.toml`` is a valid file) and the human table goes to stderr. Only read requests are
+sent. A connection failure is one line on stderr and exit code 1; a request the device cannot
+answer because the command line names something that is not there (``--node`` that does not exist,
+a range past 65535) is exit code 2, like any other wrong argument: retrying will not help.
 """
 
 from __future__ import annotations
@@ -51,10 +54,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m.add_argument("--host", required=True, help="device address")
     m.add_argument("--port", type=int, default=502, help="TCP port (default 502)")
     m.add_argument("--unit", type=int, default=1, help="unit (slave) id (default 1)")
-    m.add_argument("--table", choices=["holding", "input", "coil", "discrete"], default="holding")
+    m.add_argument(
+        "--table",
+        choices=["holding", "input", "coil", "discrete"],
+        default="holding",
+        help="register table: holding (FC3), input (FC4), coil (FC1), discrete (FC2); default holding",
+    )
     m.add_argument("--start", type=int, required=True, help="first address, 0-based as on the wire")
     m.add_argument("--count", type=int, required=True, help="number of registers (or bits) to read")
-    m.add_argument("--timeout-ms", type=int, default=2000)
+    m.add_argument("--timeout-ms", type=int, default=2000, help="connect and read timeout (default 2000)")
     m.add_argument("--toml", action="store_true", help="print [[sources.tags]] for the range")
     m.add_argument(
         "--type", dest="data_type", choices=DATA_TYPES, default="float32", help="data type for --toml"
@@ -71,25 +79,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     o.add_argument("--endpoint", required=True, help="opc.tcp://host:port/path")
     o.add_argument("--node", default="i=85", help="start node (default: the Objects folder, i=85)")
     o.add_argument("--depth", type=int, default=3, help="levels to browse (default 3)")
-    o.add_argument("--timeout-ms", type=int, default=4000)
+    o.add_argument("--timeout-ms", type=int, default=4000, help="timeout of each request (default 4000)")
     o.add_argument(
         "--security",
         choices=["None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"],
         default="None",
+        help="message security (default None); the others need --cert-file and --key-file",
     )
-    o.add_argument("--cert-file")
-    o.add_argument("--key-file")
-    o.add_argument("--server-cert-file")
-    o.add_argument("--username")
+    o.add_argument("--cert-file", metavar="PEM", help="client application instance certificate")
+    o.add_argument("--key-file", metavar="PEM", help="private key of --cert-file")
+    o.add_argument(
+        "--server-cert-file", metavar="FILE", help="the server's certificate, pinned (default: as presented)"
+    )
+    o.add_argument("--username", help="user name identity (default anonymous); password via --password-env")
     o.add_argument("--password-env", help="environment variable holding the password")
     o.add_argument("--toml", action="store_true", help="print [[sources.tags]] for numeric variables")
     o.add_argument("--prefix", default="plc", help="asset part of the tag names for --toml")
     o.set_defaults(func=cmd_opcua)
 
 
-def _console() -> Console:
+def _console(*, toml: bool = False) -> Console:
+    """Where the human table goes: stdout, or stderr when stdout carries the ``--toml`` snippet."""
+    stream = sys.stderr if toml else sys.stdout
     # a pipe or a file gets the full table rather than 80 columns of ellipses
-    return Console(width=None if sys.stdout.isatty() else 200)
+    return Console(file=stream, width=None if stream.isatty() else 200)
 
 
 def _fmt(value: float) -> str:
@@ -122,7 +135,7 @@ def cmd_modbus(args: argparse.Namespace) -> int:
         )
     except ConnectorError as exc:
         raise CliError(str(exc)) from None
-    console = _console()
+    console = _console(toml=args.toml)
     if args.table in BIT_TABLES:
         console.print(bit_table(args.table, args.start, [bool(v) for v in values]))
     else:
@@ -201,7 +214,7 @@ def modbus_toml(
 def cmd_opcua(args: argparse.Namespace) -> int:
     import os
 
-    from connectors.opcua import browse
+    from connectors.opcua import UnknownNodeError, browse
 
     if args.depth < 1:
         raise CliError("--depth must be at least 1", EXIT_USAGE)
@@ -221,11 +234,14 @@ def cmd_opcua(args: argparse.Namespace) -> int:
                 password=password,
             )
         )
+    except UnknownNodeError as exc:
+        # a wrong --node, not a device problem: exit 2 like a malformed one
+        raise CliError(str(exc), EXIT_USAGE) from None
     except ConnectorError as exc:
         raise CliError(str(exc)) from None
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    console = _console()
+    console = _console(toml=args.toml)
     t = Table(title=f"{args.endpoint} below {args.node}", title_justify="left")
     for col in ("browse path", "node id", "class", "data type", "value", "status"):
         t.add_column(col, justify="right" if col == "value" else "left")

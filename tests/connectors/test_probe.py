@@ -69,15 +69,16 @@ async def test_probe_modbus_toml_is_ready_to_paste(capsys: pytest.CaptureFixture
         )  # fmt: skip
     finally:
         await server.stop()
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 0
-    snippet = out[out.index("[[sources.tags]]") :]
-    tags = [ModbusTag.model_validate(t) for t in tomllib.loads(snippet)["sources"]["tags"]]
+    # stdout is nothing but TOML (`--toml > tags.toml` is a valid file); the table is on stderr
+    tags = [ModbusTag.model_validate(t) for t in tomllib.loads(captured.out)["sources"]["tags"]]
     assert [(t.name, t.address, t.table, t.word_order, t.byte_order) for t in tags] == [
         ("kiln1.input_0", 0, "input", "little", "big"),
         ("kiln1.input_2", 2, "input", "little", "big"),
     ]
-    assert "# now 42.5" in snippet
+    assert "# now 42.5" in captured.out
+    assert "300001" in captured.err and "300001" not in captured.out
 
 
 @pytest.mark.asyncio
@@ -117,11 +118,12 @@ async def test_probe_opcua_browses_node_ids_types_and_values(capsys: pytest.Capt
         code = await run_cli("probe", "opcua", "--endpoint", server.endpoint, "--toml", "--prefix", "kiln1")
     finally:
         await server.stop()
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 0
-    assert f"nsu={TEST_NS};s=Feed" in out and "Double" in out and "312.5" in out
-    snippet = out[out.index("[[sources.tags]]") :]
-    tags = [OpcuaTag.model_validate(t) for t in tomllib.loads(snippet)["sources"]["tags"]]
+    table = captured.err  # with --toml the human table is on stderr, stdout is only TOML
+    assert f"nsu={TEST_NS};s=Feed" in table and "Double" in table and "312.5" in table
+    assert "browse path" in table and "browse path" not in captured.out
+    tags = [OpcuaTag.model_validate(t) for t in tomllib.loads(captured.out)["sources"]["tags"]]
     by_node = {t.node_id: t.name for t in tags}
     assert by_node[f"nsu={TEST_NS};s=Feed"] == "kiln1.plant.feed"
     assert by_node[f"nsu={TEST_NS};s=Fuel"] == "kiln1.plant.fuel"
@@ -134,3 +136,36 @@ def test_probe_opcua_connection_failure_is_one_line_and_exit_1(capsys: pytest.Ca
     assert len(err) == 1 and err[0].startswith(
         "kilnwatch probe: cannot open a session with opc.tcp://127.0.0.1:1"
     )
+
+
+@pytest.mark.asyncio
+async def test_probe_opcua_without_toml_prints_the_table_on_stdout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = OpcuaTestServer()
+    await server.start({"Feed": 312.5})
+    try:
+        code = await run_cli("probe", "opcua", "--endpoint", server.endpoint)
+    finally:
+        await server.stop()
+    captured = capsys.readouterr()
+    assert code == 0
+    assert f"nsu={TEST_NS};s=Feed" in captured.out and captured.err == ""
+
+
+@pytest.mark.asyncio
+async def test_probe_opcua_node_that_does_not_exist_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # exit 2, not 1: the command line names something the server does not have (like a malformed
+    # --node); the device is reachable and retrying will not help
+    server = OpcuaTestServer()
+    await server.start({"Feed": 312.5})
+    try:
+        code = await run_cli("probe", "opcua", "--endpoint", server.endpoint, "--node", "ns=2;s=Nope")
+    finally:
+        await server.stop()
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err == f"kilnwatch probe: node ns=2;s=Nope does not exist on {server.endpoint}\n"
