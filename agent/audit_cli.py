@@ -41,11 +41,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "_tph -> t), *_total counters differenced, other values averaged.",
     )
     _db_arg(f)
-    f.add_argument("--asset", required=True, help="asset id, e.g. rawmill1")
+    f.add_argument("--asset", required=True, help="asset id, e.g. raw_mill1")
     f.add_argument("--target", required=True, help="KPI or tag, e.g. power_kw or specific_power_kwh_per_t")
-    f.add_argument("--drivers", required=True, help="comma-separated KPIs or tags, e.g. feed_tph,blaine")
-    f.add_argument("--from", dest="start", required=True, metavar="DATE", help="baseline period start (UTC)")
-    f.add_argument("--to", dest="end", required=True, metavar="DATE", help="baseline period end (UTC)")
+    f.add_argument(
+        "--drivers", required=True, help="comma-separated KPIs or tags, e.g. feed_tph,raw_mill1.r90_pct"
+    )
+    f.add_argument(
+        "--from", dest="start", required=True, metavar="DATE", help="baseline period start, inclusive (UTC)"
+    )
+    f.add_argument(
+        "--to",
+        dest="end",
+        required=True,
+        metavar="DATE",
+        help="baseline period end (UTC); a date is inclusive (the whole day), a timestamp exclusive",
+    )
     f.add_argument(
         "--granularity", choices=("hour", "day", "month"), default="day", help="period (default day)"
     )
@@ -67,14 +77,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v.add_argument(
         "--from", dest="start", default=None, metavar="DATE", help="default: end of baseline period"
     )
-    v.add_argument("--to", dest="end", default=None, metavar="DATE", help="default: now")
+    v.add_argument(
+        "--to",
+        dest="end",
+        default=None,
+        metavar="DATE",
+        help="a date is inclusive (the whole day), a timestamp exclusive; "
+        "default: the end of the last period holding data",
+    )
     v.set_defaults(func=cmd_baseline_savings)
 
     r = sub.add_parser("report", help="self-contained HTML auditor report with tables and plots")
     _db_arg(r)
-    r.add_argument("--from", dest="start", required=True, metavar="DATE")
-    r.add_argument("--to", dest="end", required=True, metavar="DATE")
-    r.add_argument("--out", required=True, metavar="FILE.html")
+    r.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="DATE",
+        help="first day or instant, inclusive (UTC): YYYY-MM-DD, YYYY-MM or ISO 8601",
+    )
+    r.add_argument(
+        "--to",
+        dest="end",
+        required=True,
+        metavar="DATE",
+        help="last day, inclusive (UTC): YYYY-MM-DD includes that whole day, YYYY-MM that month; "
+        "an ISO 8601 timestamp is an exclusive end",
+    )
+    r.add_argument("--out", required=True, metavar="FILE.html", help="HTML file to write")
     r.add_argument("--site", default=None, help="site (default: the only site in the file)")
     r.set_defaults(func=cmd_report)
 
@@ -84,9 +114,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Writes DIR/table=<t>/site=<s>/date=<YYYY-MM-DD>/part-0.parquet (dates UTC).",
     )
     _db_arg(e)
-    e.add_argument("--out", required=True, metavar="DIR")
-    e.add_argument("--from", dest="start", default=None, metavar="DATE")
-    e.add_argument("--to", dest="end", default=None, metavar="DATE")
+    e.add_argument("--out", required=True, metavar="DIR", help="directory of the Hive-partitioned tree")
+    e.add_argument(
+        "--from",
+        dest="start",
+        default=None,
+        metavar="DATE",
+        help="first day or instant, inclusive (UTC): YYYY-MM-DD, YYYY-MM or ISO 8601; default: from the first row",
+    )
+    e.add_argument(
+        "--to",
+        dest="end",
+        default=None,
+        metavar="DATE",
+        help="last day, inclusive (UTC): YYYY-MM-DD includes that whole day, YYYY-MM that month; "
+        "an ISO 8601 timestamp is an exclusive end; default: up to the last row",
+    )
     e.add_argument("--site", default=None, help="only this site")
     e.add_argument("--tables", default=None, help="comma-separated subset of tables")
     e.set_defaults(func=cmd_export)
@@ -343,14 +386,14 @@ def cmd_baseline_savings(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from agent import mv_store
+    from agent import mv_savings, mv_store
     from rules.mv import MVError, percent_savings
 
     start, end = _range(args)
     con = open_db(args.db)
     try:
         b = mv_store.load_baseline(con, args.baseline_id)
-        rows, warnings = mv_store.compute_savings(con, b, start, end)
+        rows, warnings = mv_savings.compute_savings(con, b, start, end)
     except MVError as exc:
         raise CliError(str(exc)) from None
     except duckdb.Error as exc:

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from agent.config import Config, ConfigError, load_config
 from common.cli import EXIT_OK, EXIT_USAGE, CliError, Handler, add_config_arg
@@ -42,12 +43,23 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml), or ``unknown`` in a bare checkout."""
+    try:
+        return metadata.version("kilnwatch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kilnwatch",
         description="Energy-efficiency monitoring agent for cement plants.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-v: INFO, -vv: DEBUG)"
+    )
+    parser.add_argument("--version", action="version", version=f"kilnwatch {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("check-config", help="validate a config file without any I/O")
@@ -70,8 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    # WARNING (things an operator must act on) unless a command asks for more: ``run`` logs its life
+    # cycle at INFO for the journal. Each -v lowers the level one step, down to DEBUG.
+    base: int = getattr(args, "log_level", logging.WARNING)
+    level = max(logging.DEBUG, base - 10 * args.verbose)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level > logging.DEBUG:
+        # asyncua narrates every request at INFO: protocol chatter, shown with DEBUG only
+        logging.getLogger("asyncua").setLevel(logging.WARNING)
     func: Handler = args.func
     try:
         return func(args)

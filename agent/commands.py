@@ -23,9 +23,15 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the core agent commands to the ``kilnwatch`` parser."""
-    p = sub.add_parser("run", help="run the agent daemon (what systemd starts)")
+    p = sub.add_parser(
+        "run",
+        help="run the agent daemon (what systemd starts)",
+        description="Poll the sources, store samples and KPIs, evaluate rules and publish alerts until "
+        "SIGTERM/SIGINT. Logs at INFO by default (start, stop, sources connecting); -v adds DEBUG.",
+    )
     add_config_arg(p)
-    p.set_defaults(func=cmd_run)
+    # a daemon's journal wants its life cycle (start, stop, sources connected), not only problems
+    p.set_defaults(func=cmd_run, log_level=logging.INFO)
 
     p = sub.add_parser("once", help="poll every source once, print the signals and KPIs, exit")
     add_config_arg(p)
@@ -71,7 +77,7 @@ async def _run(cfg: Config) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     agent = Agent(cfg)
-    log.warning(
+    log.info(
         "kilnwatch agent for site %s: %d source(s), %d asset(s), database %s",
         cfg.agent.site,
         len(agent.connectors),
@@ -79,6 +85,7 @@ async def _run(cfg: Config) -> None:
         cfg.agent.db_path,
     )
     await agent.run(stop)
+    log.info("kilnwatch agent for site %s stopped", cfg.agent.site)
 
 
 # ------------------------------------------------------------------ once

@@ -40,7 +40,7 @@ def add_config_arg(p: argparse.ArgumentParser, *, required: bool = True) -> None
         metavar="FILE",
         default=env,
         required=required and env is None,
-        help="config file (TOML); default $KILNWATCH_CONFIG",
+        help="config file (TOML); may be left out when $KILNWATCH_CONFIG names it",
     )
 
 

@@ -82,6 +82,13 @@ async def test_sigterm_flushes_every_sample_before_exit(sim: SimulatedPlant, tmp
     con.close()
     assert n > 0
     assert killed_at - last < 3.0  # the last poll before SIGTERM is in the file
+    # without -v the daemon's journal has its life cycle at INFO; WARNING is for operator action
+    log = err.decode()
+    assert " INFO agent.commands: kilnwatch agent for site plant1: 2 source(s)" in log
+    assert " INFO agent.commands: kilnwatch agent for site plant1 stopped" in log
+    assert "source plant_plc connected" in log
+    assert " WARNING agent.commands:" not in log
+    assert " INFO asyncua" not in log  # protocol chatter only with -vv
 
 
 @pytest.mark.asyncio
