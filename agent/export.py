@@ -22,8 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from agent.mv_store import first_row
-from agent.storage import transaction
+from agent.storage import first_row, transaction
 
 log = logging.getLogger(__name__)
 

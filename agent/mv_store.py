@@ -1,7 +1,8 @@
-"""M&V on the site database: periods from ``kpi``/``samples``, ``baselines`` and ``mv_savings`` rows.
+"""M&V on the site database: per-period values from ``kpi``/``samples``, and the ``baselines`` table.
 
-The statistics are in :mod:`rules.mv`; this module turns stored history into one row per period and
-keeps the two M&V tables current.
+The statistics are in :mod:`rules.mv`; this module turns stored history into one row per period,
+fits baselines on it and stores them. Savings rows and the live deviation feed are
+:mod:`agent.mv_savings`.
 
 How a name becomes a per-period value (documented for auditors in docs/auditors.md):
 
@@ -28,15 +29,14 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from agent.storage import transaction
+from agent.storage import first_row
 from common.values import to_utc
-from rules.catalogue import KPI_ROW_SCHEMA
 from rules.mv import (
     GRANULARITIES,
     MIN_COVERAGE,
@@ -44,10 +44,7 @@ from rules.mv import (
     Baseline,
     MVError,
     aggregation_for,
-    deviation_pct,
     fit_baseline,
-    reporting_warnings,
-    savings,
 )
 
 log = logging.getLogger(__name__)
@@ -58,12 +55,9 @@ HOLD_MIN_SECS = 120.0
 LOOKBACK = timedelta(hours=1)
 #: Mean month length used when a monthly baseline is applied to an arbitrary window.
 MEAN_MONTH = timedelta(days=30.436875)
-#: At most this much reporting time is (re)computed per :func:`update_savings` call and baseline.
-CATCH_UP = timedelta(days=7)
-#: KPI name of the rule hook (a percentage; positive = more energy than the baseline expects).
-DEVIATION_KPI = "baseline_deviation_pct"
 
-_FULL = 1.0 - 1e-9
+#: A period counts as complete from this elapsed fraction on (float tolerance).
+FULL = 1.0 - 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +70,6 @@ class Variable:
     window_secs: int | None
     agg: Aggregation
     unit: str
-
-
-def first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
-    """The first row of an executed query, consuming the whole result.
-
-    duckdb 2.0 keeps a partly fetched result open (``fetchone``), and then refuses some later calls
-    on the connection (``register``) with "unfinished result"; fetching everything avoids that.
-    """
-    rows = result.fetchall()
-    return tuple(rows[0]) if rows else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,7 +357,7 @@ def fit_from_db(
     frame = period_frame(
         con, site=site, asset=asset, variables=variables, start=start, end=end, granularity=granularity
     )
-    used = frame.filter((pl.col("fraction") >= _FULL) & (pl.col("coverage") >= min_coverage)).drop_nulls(
+    used = frame.filter((pl.col("fraction") >= FULL) & (pl.col("coverage") >= min_coverage)).drop_nulls(
         names
     )
     b = fit_baseline(
@@ -504,295 +488,3 @@ def live_baselines(con: duckdb.DuckDBPyConnection, site: str) -> list[Baseline]:
     return [_row_to_baseline(r) for r in rows]
 
 
-# --------------------------------------------------------------------------------------------
-# mv_savings
-
-
-def _reporting_frame(
-    con: duckdb.DuckDBPyConnection, b: Baseline, start: datetime, end: datetime
-) -> pl.DataFrame:
-    names = [b.target, *b.drivers]
-    variables = [resolve_variable(con, b.site, b.asset, n, start, end) for n in names]
-    return period_frame(
-        con, site=b.site, asset=b.asset, variables=variables, start=start, end=end, granularity=b.granularity
-    )
-
-
-def _savings_rows(
-    b: Baseline, frame: pl.DataFrame, *, cumulative_start: float, min_coverage: float
-) -> pl.DataFrame:
-    """Savings of covered periods plus NULL rows for complete periods without enough data."""
-    names = [b.target, *b.drivers]
-    ok = frame.filter(pl.col("coverage") >= min_coverage).drop_nulls(names)
-    gaps = frame.filter(pl.col("fraction") >= _FULL).join(ok.select("ts"), on="ts", how="anti")
-    s = savings(b, ok)
-    if gaps.height:
-        gap_rows = gaps.select(
-            "ts",
-            pl.lit(None, pl.Float64).alias("expected"),
-            pl.lit(None, pl.Float64).alias("actual"),
-            pl.lit(None, pl.Float64).alias("avoided"),
-            pl.lit(None, pl.Float64).alias("cumulative_avoided"),
-            "fraction",
-        )
-        s = pl.concat([s, gap_rows]).sort("ts")
-    cum = pl.col("avoided").fill_null(0.0).cum_sum() + cumulative_start
-    s = s.with_columns(cumulative_avoided=cum)
-    return s.with_columns(
-        site=pl.lit(b.site), asset=pl.lit(b.asset), baseline_id=pl.lit(b.baseline_id), unit=pl.lit(b.unit)
-    )
-
-
-def _insert_savings(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> int:
-    if rows.height == 0:
-        return 0
-    cols = [
-        "ts",
-        "site",
-        "asset",
-        "baseline_id",
-        "expected",
-        "actual",
-        "avoided",
-        "cumulative_avoided",
-        "unit",
-    ]
-    cols.append("fraction")
-    con.register("_kw_mv", rows.select(cols))
-    try:
-        con.execute(f"INSERT INTO mv_savings ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _kw_mv")
-    finally:
-        con.unregister("_kw_mv")
-    return rows.height
-
-
-def _cumulative_before(con: duckdb.DuckDBPyConnection, baseline_id: str, ts: datetime) -> float:
-    row = first_row(
-        con.execute(
-            "SELECT coalesce(sum(avoided), 0) FROM mv_savings WHERE baseline_id = ? AND ts < ?",
-            [baseline_id, ts],
-        )
-    )
-    return float(row[0]) if row else 0.0
-
-
-def compute_savings(
-    con: duckdb.DuckDBPyConnection,
-    b: Baseline,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    *,
-    store: bool = True,
-    min_coverage: float = MIN_COVERAGE,
-) -> tuple[pl.DataFrame, list[str]]:
-    """Savings of ``b`` over ``[start, end)`` (default: from the end of its baseline period to the
-    end of the last period with data, see :func:`data_end`).
-
-    ``start`` is rounded down to a period start. With ``store`` the rows replace those of the same
-    baseline in that range and ``cumulative_avoided`` is recomputed over all stored rows of the
-    baseline, so the CUSUM always runs from its first stored period. Returns rows and warnings.
-    """
-    start = floor_period(start if start is not None else b.period_to, b.granularity)
-    end = to_utc(end) if end is not None else data_end(con, b, start)
-    warnings: list[str] = []
-    if start < b.period_to:
-        warnings.append("the reporting range overlaps the baseline period: savings there are not independent")
-    frame = _reporting_frame(con, b, start, end)
-    cum0 = _cumulative_before(con, b.baseline_id, start) if store else 0.0
-    rows = _savings_rows(b, frame, cumulative_start=cum0, min_coverage=min_coverage)
-    warnings.extend(reporting_warnings(b, frame.filter(pl.col("fraction") >= _FULL)))
-    n_gaps = int(rows["avoided"].is_null().sum())
-    if n_gaps:
-        warnings.append(
-            f"{n_gaps} period(s) have under {min_coverage:.0%} data coverage: no savings computed"
-        )
-    if store:
-        with transaction(con):
-            con.execute(
-                "DELETE FROM mv_savings WHERE baseline_id = ? AND ts >= ? AND ts < ?",
-                [b.baseline_id, start, end],
-            )
-            _insert_savings(con, rows)
-            _recompute_cumulative(con, b.baseline_id)
-    return rows, warnings
-
-
-def data_end(con: duckdb.DuckDBPyConnection, b: Baseline, start: datetime) -> datetime:
-    """End of the last period holding data of every variable of ``b`` (at most now)."""
-    now = datetime.now(UTC)
-    if start >= now:
-        return now
-    last: datetime | None = None
-    for name in (b.target, *b.drivers):
-        try:
-            var = resolve_variable(con, b.site, b.asset, name, start, now)
-        except MVError:
-            return now  # let the caller report the missing data
-        if var.source == "kpi":
-            row = first_row(
-                con.execute(
-                    "SELECT max(ts) FROM kpi WHERE site = ? AND asset = ? AND kpi = ? AND window_secs = ? AND ts >= ?",
-                    [b.site, b.asset, name, var.window_secs, start],
-                )
-            )
-        else:
-            row = first_row(
-                con.execute(
-                    "SELECT max(ts) FROM samples WHERE site = ? AND tag IN (SELECT unnest(?::VARCHAR[])) AND ts >= ?",
-                    [b.site, list(var.series), start],
-                )
-            )
-        if row is None or row[0] is None:
-            return now
-        t = to_utc(row[0])
-        last = t if last is None or t < last else last
-    assert last is not None
-    return min(now, next_period(floor_period(last, b.granularity), b.granularity))
-
-
-def _recompute_cumulative(con: duckdb.DuckDBPyConnection, baseline_id: str) -> None:
-    con.execute(
-        """UPDATE mv_savings AS m SET cumulative_avoided = c.cum
-        FROM (SELECT ts, sum(coalesce(avoided, 0)) OVER (ORDER BY ts) AS cum
-              FROM mv_savings WHERE baseline_id = $id) AS c
-        WHERE m.baseline_id = $id AND m.ts = c.ts""",
-        {"id": baseline_id},
-    )
-
-
-def update_savings(con: duckdb.DuckDBPyConnection, site: str, now: datetime) -> int:
-    """Bring ``mv_savings`` up to ``now`` for every baseline in force; returns rows written.
-
-    Idempotent: complete periods already stored are kept; everything from the first missing period
-    on - including the live current period, stored with ``fraction`` < 1 - is deleted and rewritten.
-    At most :data:`CATCH_UP` (or two periods) is computed per call, so a long backlog is worked off
-    over several calls. A baseline whose variables have no data in that range is skipped until data
-    arrives.
-    """
-    now = to_utc(now)
-    written = 0
-    for b in live_baselines(con, site):
-        rep_start = ceil_period(b.period_to, b.granularity)
-        if now <= rep_start:
-            continue
-        current = floor_period(now, b.granularity)
-        row = first_row(
-            con.execute(
-                "SELECT max(ts) FROM mv_savings WHERE baseline_id = ? AND ts < ? AND coalesce(fraction, 1) >= ?",
-                [b.baseline_id, current, _FULL],
-            )
-        )
-        last = to_utc(row[0]) if row is not None and row[0] is not None else None
-        resume = max(rep_start, next_period(last, b.granularity)) if last is not None else rep_start
-        # Bounded work per call: a baseline whose reporting period began long ago catches up over
-        # several calls instead of stalling the agent's loop once.
-        end = min(now, resume + max(CATCH_UP, 2 * nominal_period(b.granularity)))
-        if end <= resume:
-            continue
-        try:
-            frame = _reporting_frame(con, b, resume, end)
-        except MVError as exc:
-            log.debug("savings of %s not updated: %s", b.baseline_id, exc)
-            continue
-        cum0 = _cumulative_before(con, b.baseline_id, resume)
-        rows = _savings_rows(b, frame, cumulative_start=cum0, min_coverage=MIN_COVERAGE)
-        with transaction(con):
-            con.execute("DELETE FROM mv_savings WHERE baseline_id = ? AND ts >= ?", [b.baseline_id, resume])
-            written += _insert_savings(con, rows)
-    return written
-
-
-def savings_frame(con: duckdb.DuckDBPyConnection, baseline_id: str) -> pl.DataFrame:
-    """Stored ``mv_savings`` rows of one baseline, in time order."""
-    frame: pl.DataFrame = con.sql(
-        "SELECT ts, expected, actual, avoided, cumulative_avoided, fraction, unit FROM mv_savings "
-        "WHERE baseline_id = $id ORDER BY ts",
-        params={"id": baseline_id},
-    ).pl()
-    return frame
-
-
-# --------------------------------------------------------------------------------------------
-# Rule hook
-
-
-def recent_deviation(
-    con: duckdb.DuckDBPyConnection,
-    site: str,
-    asset: str,
-    hours: float,
-    *,
-    now: datetime | None = None,
-    target: str | None = None,
-) -> float | None:
-    """``baseline_deviation_pct`` of ``asset`` over the last ``hours``: 100·(actual − expected)/expected.
-
-    Positive = the asset used more than its baseline predicts for the same drivers (the sign a
-    "consumption too high" rule wants; docs/kpis.md §8 mill inefficiency: > 10 %). Uses the asset's latest
-    baseline (for ``target`` if given). None when there is no baseline or too little data.
-    """
-    if hours <= 0:
-        raise MVError("hours must be positive")
-    candidates = [
-        b for b in live_baselines(con, site) if b.asset == asset and (target is None or b.target == target)
-    ]
-    if not candidates:
-        return None
-    b = max(candidates, key=lambda x: x.fitted_at)
-    end = to_utc(now) if now is not None else datetime.now(UTC)
-    start = end - timedelta(hours=hours)
-    try:
-        variables = [resolve_variable(con, site, asset, n, start, end) for n in (b.target, *b.drivers)]
-    except MVError:
-        return None
-    frame = period_frame(
-        con,
-        site=site,
-        asset=asset,
-        variables=variables,
-        start=start,
-        end=end,
-        granularity=b.granularity,
-        single_span=True,
-    )
-    frame = frame.filter(pl.col("coverage") >= MIN_COVERAGE).drop_nulls([b.target, *b.drivers])
-    if frame.height == 0:
-        return None
-    s = savings(b, frame)
-    return deviation_pct(float(s["expected"][0]), float(s["actual"][0]))
-
-
-def recent_deviations(
-    con: duckdb.DuckDBPyConnection, site: str, now: datetime, *, hours: float = 1.0
-) -> dict[str, float | None]:
-    """``baseline_deviation_pct`` over the last ``hours`` of every asset with a live baseline.
-
-    What the daemon feeds the rule engine every minute (``mill.specific_power.above_baseline``).
-    """
-    now = to_utc(now)
-    return {
-        asset: recent_deviation(con, site, asset, hours, now=now)
-        for asset in sorted({b.asset for b in live_baselines(con, site)})
-    }
-
-
-def deviation_kpi_rows(
-    con: duckdb.DuckDBPyConnection, site: str, now: datetime, *, hours: float = 1.0
-) -> pl.DataFrame:
-    """``baseline_deviation_pct`` of every asset with a baseline, as ``kpi`` rows (ts = window start)."""
-    now = to_utc(now)
-    rows: list[dict[str, Any]] = [
-        {
-            "ts": now - timedelta(hours=hours),
-            "site": site,
-            "asset": asset,
-            "kpi": DEVIATION_KPI,
-            "value": v,
-            "unit": "%",
-            "window_secs": round(hours * 3600),
-        }
-        for asset, v in recent_deviations(con, site, now, hours=hours).items()
-        if v is not None
-    ]
-    columns = ("ts", "site", "asset", "kpi", "value", "unit", "window_secs")
-    return pl.DataFrame(rows, schema={c: KPI_ROW_SCHEMA[c] for c in columns})

@@ -27,13 +27,13 @@ import polars as pl
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from agent import mv_store
+from agent import mv_savings, mv_store
 from agent.export import no_progress_bar
-from agent.mv_store import first_row
+from agent.storage import first_row
 from agent.views import ensure_views
 from common.values import to_utc
 from rules.assets import TAG_ROLES, as_tag_list
-from rules.grades import GB16780_LIMITS
+from rules.grades import GB16780_LIMITS, MIN_GRADE_COVERAGE
 from rules.mv import Baseline, MVError, per_unit, percent_savings
 
 log = logging.getLogger(__name__)
@@ -356,14 +356,20 @@ def _grades(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetim
     rows: list[list[object]] = []
     for r in frame.iter_rows(named=True):
         row: list[object] = [r["day"], r["asset"], r["asset_type"]]
-        for value_col, grade_col in (
-            ("clinker_energy_kgce_per_t", "clinker_energy_grade"),
-            ("clinker_coal_kgce_per_t", "clinker_coal_grade"),
-            ("clinker_power_kwh_per_t", "clinker_power_grade"),
-            ("cement_preparation_kwh_per_t", "cement_preparation_grade"),
+        reason = r.get("reason") or ""
+        for value_col, short in (
+            ("clinker_energy_kgce_per_t", "clinker_energy"),
+            ("clinker_coal_kgce_per_t", "clinker_coal"),
+            ("clinker_power_kwh_per_t", "clinker_power"),
+            ("cement_preparation_kwh_per_t", "cement_preparation"),
         ):
             v = r.get(value_col)
-            row.append(_Raw(f"{_num(v, 1)} {_grade_cell(r.get(grade_col)).html}") if v is not None else "–")
+            g = r.get(f"{short}_grade")
+            # v_energy_grade: NULL grade = fails grade 3, or not graded (low coverage, value <= 0): reason
+            ungraded = g is None and bool(reason) and f"{short}: fails grade 3" not in reason
+            cell = '<span class="g0">not graded</span>' if ungraded else _grade_cell(g).html
+            row.append(_Raw(f"{_num(v, 1)} {cell}") if v is not None else "–")
+        row.append(reason or "")
         rows.append(row)
     body = _table(
         [
@@ -374,10 +380,15 @@ def _grades(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetim
             "clinker coal kgce/t",
             "clinker power kWh/t",
             "cement prep. kWh/t",
+            "no grade because",
         ],
         rows,
     )
-    body += "<p>Grade 1 is the most stringent; 'fails 3' = above the limit every line must meet.</p>"
+    body += (
+        "<p>Grade 1 is the most stringent; 'fails 3' = above the limit every line must meet. A day is "
+        f"graded only with values in at least {MIN_GRADE_COVERAGE:.0%} of it and a value above 0 "
+        "(docs/kpis.md §3); the last column says why an indicator has no grade.</p>"
+    )
     doc.section("grades", "Daily GB 16780-2021 grades", body)
 
 
@@ -507,14 +518,14 @@ def _axis_label(name: str, unit: str, kind: str, granularity: str) -> str:
 
 
 def _cusum(con: duckdb.DuckDBPyConnection, doc: _Doc, b: Baseline, start: datetime, end: datetime) -> str:
-    stored = mv_store.savings_frame(con, b.baseline_id).filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    stored = mv_savings.savings_frame(con, b.baseline_id).filter((pl.col("ts") >= start) & (pl.col("ts") < end))
     source = "stored mv_savings rows"
     if stored.height == 0:
         rep_start = max(start, b.period_to)
         if rep_start >= end:
             return "<p>The report period lies inside the baseline period: no savings to show.</p>"
         try:
-            stored, _ = mv_store.compute_savings(con, b, rep_start, end, store=False)
+            stored, _ = mv_savings.compute_savings(con, b, rep_start, end, store=False)
         except MVError as exc:
             return f"<p>No reporting-period data for savings ({_esc(exc)}).</p>"
         source = "computed for this report (not stored)"
@@ -554,28 +565,57 @@ def _bar_width(granularity: str) -> float:
     return {"hour": 1 / 24 * 0.8, "day": 0.8, "month": 24.0}.get(granularity, 0.8)
 
 
-def _alerts(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
-    overlap = "site = $s AND started_at < $b AND coalesce(resolved_at, $b) >= $a"
-    summary = _q_named(
+def last_data_time(con: duckdb.DuckDBPyConnection, site: str) -> datetime | None:
+    """Time of the site's newest stored sample or KPI window: what the database knows up to."""
+    row = first_row(
+        con.execute(
+            "SELECT max(t) FROM (SELECT max(ts) AS t FROM samples WHERE site = $s "
+            "UNION ALL SELECT max(ts + to_seconds(window_secs)) FROM kpi WHERE site = $s)",
+            {"s": site},
+        )
+    )
+    return to_utc(row[0]) if row is not None and row[0] is not None else None
+
+
+def _alert_window(con: duckdb.DuckDBPyConnection, site: str, end: datetime) -> datetime:
+    """Where episodes still open stop counting: the last data time, not the end of the requested
+    period (which may lie in the future): the database knows nothing about the alert after it."""
+    last = last_data_time(con, site)
+    return min(end, last) if last is not None else end
+
+
+_ALERT_OVERLAP = "site = $s AND started_at < $b AND coalesce(resolved_at, $c) >= $a"
+
+
+def alert_summary(con: duckdb.DuckDBPyConnection, site: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """Episodes and hours firing per (asset, rule) within ``[start, end)``."""
+    return _q_named(
         con,
         f"""SELECT asset, rule, severity, count(*) AS episodes,
             count(*) FILTER (WHERE state = 'firing') AS still_firing,
-            sum(epoch(least(coalesce(resolved_at, $b), $b)) - epoch(greatest(started_at, $a))) / 3600.0 AS hours
-        FROM alerts WHERE {overlap} GROUP BY ALL ORDER BY episodes DESC, hours DESC""",
-        {"s": site, "a": start, "b": end},
+            sum(greatest(0, epoch(least(coalesce(resolved_at, $c), $b)) - epoch(greatest(started_at, $a))))
+                / 3600.0 AS hours
+        FROM alerts WHERE {_ALERT_OVERLAP} GROUP BY ALL ORDER BY episodes DESC, hours DESC""",
+        {"s": site, "a": to_utc(start), "b": to_utc(end), "c": _alert_window(con, site, to_utc(end))},
     )
+
+
+def _alerts(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+    open_until = _alert_window(con, site, end)
+    overlap = _ALERT_OVERLAP
+    summary = alert_summary(con, site, start, end)
     if summary.height == 0:
         doc.section("alerts", "Alerts", "<p>No alerts in this period.</p>")
         return
     body = _table(
-        ["asset", "rule", "severity", "episodes", "still firing", "hours firing (in period)"],
+        ["asset", "rule", "severity", "episodes", "still firing", "hours firing (in period, open ones to the last data)"],
         [list(r) for r in summary.iter_rows()],
     )
     recent = _q_named(
         con,
         f"""SELECT started_at, resolved_at, asset, rule, severity, value, threshold, message FROM alerts
         WHERE {overlap} ORDER BY started_at DESC LIMIT {MAX_ALERT_ROWS}""",
-        {"s": site, "a": start, "b": end},
+        {"s": site, "a": start, "b": end, "c": open_until},
     )
     body += f"<h3>Latest {min(recent.height, MAX_ALERT_ROWS)} episodes</h3>" + _table(
         ["started (UTC)", "resolved (UTC)", "asset", "rule", "severity", "value", "threshold", "message"],

@@ -133,6 +133,16 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     return con
 
 
+def first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row of an executed query, consuming the whole result.
+
+    duckdb 2.0 keeps a partly fetched result open (``fetchone``), and then refuses some later calls
+    on the connection (``register``) with "unfinished result"; fetching everything avoids that.
+    """
+    rows = result.fetchall()
+    return tuple(rows[0]) if rows else None
+
+
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """``BEGIN`` ... ``COMMIT``; ``ROLLBACK`` and re-raise on any exception, cancellation included.

@@ -73,6 +73,40 @@ def grade(indicator: str, value: float, **corrections: float | None) -> Grade:
     return Grade(indicator, value, g, limits)
 
 
+#: A day is graded only when the indicator has a value in at least this share of the UTC day
+#: (the asset produced and its data was good); docs/kpis.md §3 "Daily grades".
+MIN_GRADE_COVERAGE = 0.8
+
+#: (view column, KPI it is computed from, GB16780_LIMITS key, short name) per asset type graded by the view.
+_VIEW_INDICATORS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
+    "kiln": (
+        (
+            "clinker_energy_kgce_per_t",
+            "clinker_energy_kgce_per_t",
+            "clinker_energy_kgce_per_t",
+            "clinker_energy",
+        ),
+        ("clinker_coal_kgce_per_t", "clinker_coal_kgce_per_t", "clinker_coal_kgce_per_t", "clinker_coal"),
+        ("clinker_power_kwh_per_t", "clinker_power_kwh_per_t", "clinker_power_kwh_per_t", "clinker_power"),
+    ),
+    "cement_mill": (
+        (
+            "cement_preparation_kwh_per_t",
+            "specific_power_kwh_per_t",
+            "cement_preparation_kwh_per_t",
+            "cement_preparation",
+        ),
+    ),
+}
+
+#: Production KPI (t/h) that weighs an asset type's daily values.
+_PRODUCTION_KPI: dict[str, str] = {"kiln": "clinker_tph", "cement_mill": "feed_tph"}
+
+
+def _sql_list(names: list[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
 def _case_sql(col: str, indicator: str) -> str:
     g1, g2, g3 = GB16780_LIMITS[indicator]
     return (
@@ -81,50 +115,106 @@ def _case_sql(col: str, indicator: str) -> str:
     )
 
 
+def _graded_sql(col: str, cov: str, indicator: str) -> str:
+    """The grade, only for a covered day with a positive value."""
+    return f"CASE WHEN {cov} >= {MIN_GRADE_COVERAGE} AND {col} > 0 THEN {_case_sql(col, indicator)} END"
+
+
+def _reason_sql(col: str, cov: str, indicator: str) -> str:
+    """Why ``col`` has no grade (NULL when it has one or the asset has no such indicator)."""
+    g3 = GB16780_LIMITS[indicator][2]
+    pct = round(MIN_GRADE_COVERAGE * 100)
+    return (
+        f"CASE WHEN {cov} IS NULL THEN NULL "
+        f"WHEN {cov} < {MIN_GRADE_COVERAGE} THEN printf('coverage %.0f %% < {pct} %%', 100 * {cov}) "
+        f"WHEN {col} < 0 THEN 'negative value (WHR credit exceeds consumption)' "
+        f"WHEN {col} = 0 THEN 'zero value' "
+        f"WHEN {col} > {g3} THEN 'fails grade 3' END"
+    )
+
+
 def energy_grade_view_sql() -> str:
     """``v_energy_grade``: GB 16780-2021 grade per clinker line (and cement mill) per UTC day.
 
-    Daily values are production-weighted: the day's mean of the hourly (3600 s) KPI rows, or of
-    the 1-min rows where no hourly rows exist. ``grade`` is NULL when the line fails grade 3.
+    Per hour the finest stored KPI window (1 min, else 15 min, else 1 h) is used. A day's value is
+    production-weighted over the windows that have one: sum(value x t/h x window) / sum(t/h x
+    window), i.e. the day's energy over the day's production (clinker t/h for a kiln, feed t/h for
+    a cement mill, same ts and window). ``*_coverage`` is the share of the UTC day covered by those
+    windows. A grade is given only when coverage >= :data:`MIN_GRADE_COVERAGE` and the value is
+    > 0 (net WHR credit can drive clinker power negative while the raw mill is stopped); ``reason``
+    says why a day's indicator has no grade ('coverage 42 % < 80 %', 'negative value (WHR credit
+    exceeds consumption)', 'fails grade 3'). docs/kpis.md §3, docs/auditors.md.
     """
-    ce = "clinker_energy_kgce_per_t"
+    kpi_list = _sql_list(sorted({k for ind in _VIEW_INDICATORS.values() for _, k, _, _ in ind}))
+    wanted = " OR ".join(
+        f"(a.type = '{t}' AND k.kpi IN ({_sql_list([_PRODUCTION_KPI[t], *(i[1] for i in inds)])}))"
+        for t, inds in _VIEW_INDICATORS.items()
+    )
+    prod_case = " ".join(f"WHEN a.type = '{t}' THEN '{k}'" for t, k in _PRODUCTION_KPI.items())
+    ok = "value IS NOT NULL AND tph > 0"
+    pivots: list[str] = []
+    for t, inds in _VIEW_INDICATORS.items():
+        for col, kpi, _, _ in inds:
+            cond = f"asset_type = '{t}' AND kpi = '{kpi}'"
+            pivots.append(f"max(value) FILTER (WHERE {cond}) AS {col}")
+            pivots.append(f"max(coverage) FILTER (WHERE {cond}) AS {col}_cov")
+    out_cols: list[str] = []
+    reasons: list[str] = []
+    for inds in _VIEW_INDICATORS.values():
+        for col, _, ind, short in inds:
+            cov = f"{col}_cov"
+            out_cols.append(col)
+            out_cols.append(f"{_graded_sql(col, cov, ind)} AS {short}_grade")
+            reasons.append(f"'{short}: ' || ({_reason_sql(col, cov, ind)})")
+    cov_cols = {t: [f"{c}_cov" for c, _, _, _ in inds] for t, inds in _VIEW_INDICATORS.items()}
+    coverage = (
+        f"CASE WHEN asset_type = 'kiln' THEN greatest({', '.join(cov_cols['kiln'])}) "
+        f"ELSE {cov_cols['cement_mill'][0]} END"
+    )
+    pct = round(MIN_GRADE_COVERAGE * 100)
+    reason = (
+        f"CASE WHEN coverage < {MIN_GRADE_COVERAGE} THEN printf('coverage %.0f %% < {pct} %%', 100 * coverage) "
+        f"ELSE nullif(concat_ws('; ', {', '.join(reasons)}), '') END"
+    )
     return f"""
 CREATE OR REPLACE VIEW v_energy_grade AS
 WITH src AS (
-    SELECT site, asset, kpi, value, window_secs, epoch_us(ts) // 86400000000 AS day  -- UTC day number
-    FROM kpi
-    WHERE value IS NOT NULL
-      AND kpi IN ('{ce}', 'clinker_coal_kgce_per_t', 'clinker_power_kwh_per_t', 'specific_power_kwh_per_t')
+    SELECT k.site, k.asset, a.type AS asset_type, k.ts, k.kpi, k.value, k.window_secs,
+        epoch_us(k.ts) // 3600000000 AS h,  -- UTC hour number
+        CASE {prod_case} END AS prod_kpi
+    FROM kpi k JOIN assets a ON a.site = k.site AND a.asset = k.asset
+    WHERE k.window_secs BETWEEN 60 AND 3600 AND ({wanted})
 ),
-best AS (
-    SELECT site, asset, day, min(window_secs) FILTER (WHERE window_secs >= 60) AS w
-    FROM src GROUP BY ALL
+prod AS (
+    SELECT site, asset, ts, window_secs, value AS tph FROM src WHERE kpi = prod_kpi
+),
+ind AS (
+    SELECT s.site, s.asset, s.asset_type, s.h, s.kpi, s.window_secs, s.value, p.tph
+    FROM src s LEFT JOIN prod p USING (site, asset, ts, window_secs)
+    WHERE s.kpi IN ({kpi_list})
+    QUALIFY s.window_secs = min(s.window_secs) OVER (PARTITION BY s.site, s.asset, s.kpi, s.h)
 ),
 daily AS (
-    SELECT s.site, s.asset, s.day,
-        avg(value) FILTER (WHERE kpi = '{ce}') AS clinker_energy_kgce_per_t,
-        avg(value) FILTER (WHERE kpi = 'clinker_coal_kgce_per_t') AS clinker_coal_kgce_per_t,
-        avg(value) FILTER (WHERE kpi = 'clinker_power_kwh_per_t') AS clinker_power_kwh_per_t,
-        avg(value) FILTER (WHERE kpi = 'specific_power_kwh_per_t') AS specific_power_kwh_per_t,
-        count(*) AS n_rows
-    FROM src s JOIN best b USING (site, asset, day)
-    WHERE s.window_secs = b.w
-    GROUP BY ALL
+    SELECT site, asset, asset_type, h // 24 AS day, kpi,
+        sum(value * tph * window_secs) FILTER (WHERE {ok})
+            / sum(tph * window_secs) FILTER (WHERE {ok}) AS value,
+        least(1.0, coalesce(sum(window_secs) FILTER (WHERE {ok}), 0) / 86400.0) AS coverage,
+        count(value) AS n_values
+    FROM ind GROUP BY ALL
+),
+wide AS (
+    SELECT site, asset, asset_type, day,
+        {("," + chr(10) + "        ").join(pivots)},
+        sum(n_values) AS n_rows
+    FROM daily GROUP BY ALL
+),
+graded AS (
+    SELECT *, {coverage} AS coverage FROM wide
 )
-SELECT d.site, d.asset, a.type AS asset_type, DATE '1970-01-01' + CAST(d.day AS INTEGER) AS day,
-    clinker_energy_kgce_per_t,
-    {_case_sql("clinker_energy_kgce_per_t", ce)} AS clinker_energy_grade,
-    clinker_coal_kgce_per_t,
-    {_case_sql("clinker_coal_kgce_per_t", "clinker_coal_kgce_per_t")} AS clinker_coal_grade,
-    clinker_power_kwh_per_t,
-    {_case_sql("clinker_power_kwh_per_t", "clinker_power_kwh_per_t")} AS clinker_power_grade,
-    CASE WHEN a.type = 'cement_mill' THEN specific_power_kwh_per_t END AS cement_preparation_kwh_per_t,
-    CASE WHEN a.type = 'cement_mill'
-        THEN {_case_sql("specific_power_kwh_per_t", "cement_preparation_kwh_per_t")} END
-        AS cement_preparation_grade,
-    n_rows
-FROM daily d JOIN assets a ON a.site = d.site AND a.asset = d.asset
-WHERE a.type IN ('kiln', 'cement_mill')
+SELECT site, asset, asset_type, DATE '1970-01-01' + CAST(day AS INTEGER) AS day,
+    {("," + chr(10) + "    ").join(out_cols)},
+    CAST(n_rows AS BIGINT) AS n_rows, coverage, {reason} AS reason
+FROM graded
 """
 
 

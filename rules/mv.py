@@ -31,6 +31,7 @@ import numpy.typing as npt
 import polars as pl
 
 from common.values import to_utc
+from rules.constants import MIN_PRODUCT_TPH
 
 FloatArray = npt.NDArray[np.float64]
 Granularity = Literal["hour", "day", "month"]
@@ -58,6 +59,22 @@ G14_LIMITS: dict[str, tuple[float, float]] = {"month": (15.0, 5.0), "day": (30.0
 #: A period enters a fit or a savings row only with at least this fraction of its time covered by
 #: data (CalTRACK daily data sufficiency ≥ 0.9, docs/kpis.md §7 [EEM]).
 MIN_COVERAGE = 0.9
+
+
+#: A reporting period whose driver lies further than this share of the baseline's driver range
+#: outside that range is excluded from savings: the model is valid only within the data range it
+#: was fitted on (IPMVP; ASHRAE Guideline 14), with a small margin for measurement noise.
+DRIVER_RANGE_TOLERANCE = 0.10
+
+#: Nominal hours of a period, for the stopped-asset threshold of a tonnes driver (a month ~ 730 h).
+_PERIOD_HOURS: dict[str, float] = {"hour": 1.0, "day": 24.0, "month": 730.0}
+
+#: Why a reporting period is excluded from savings (see :func:`exclusion_reasons`).
+EXCLUDED_STOPPED = "asset stopped (driver ~0 or below 1 t/h)"
+EXCLUDED_OUT_OF_RANGE = (
+    f"driver outside the baseline range by more than {DRIVER_RANGE_TOLERANCE * 100:.0f} % of it "
+    "(model not valid there)"
+)
 
 
 class MVError(ValueError):
@@ -527,6 +544,39 @@ def savings(baseline: Baseline, frame: pl.DataFrame, *, cumulative_start: float 
         },
         schema=SAVINGS_SCHEMA,
     )
+
+
+def exclusion_reasons(baseline: Baseline, frame: pl.DataFrame) -> pl.Series:
+    """Per row of a reporting ``frame``: why the period earns no savings, or NULL.
+
+    ``asset stopped``: an extensive driver (energy, tonnes) is <= 0, or a tonnes driver is below
+    ``MIN_PRODUCT_TPH`` (1 t/h) x the period's hours - the regression intercept would otherwise be
+    credited as "avoided" energy of an asset that did not run. ``driver outside the baseline range``:
+    a driver is outside [min, max] of the baseline period by more than
+    :data:`DRIVER_RANGE_TOLERANCE` x (max - min) (the model is valid only within its data range).
+    Baselines stored without driver ranges get the stopped rule only. Rows with a NULL driver are
+    not judged here (they are coverage gaps).
+    """
+    n = frame.height
+    stopped = np.zeros(n, dtype=bool)
+    outside = np.zeros(n, dtype=bool)
+    hours = _PERIOD_HOURS.get(baseline.granularity, 1.0)
+    for i, name in enumerate(baseline.drivers):
+        if name not in frame.columns:
+            continue
+        x = frame[name].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        known = ~np.isnan(x)
+        kind = baseline.driver_kinds[i] if i < len(baseline.driver_kinds) else aggregation_for(name).kind
+        unit = baseline.driver_units[i] if i < len(baseline.driver_units) else aggregation_for(name).unit
+        if kind != "mean":
+            limit = MIN_PRODUCT_TPH * hours if unit == "t" else 0.0
+            stopped |= known & (x <= limit)
+        if i < len(baseline.driver_min) and i < len(baseline.driver_max):
+            lo, hi = baseline.driver_min[i], baseline.driver_max[i]
+            tol = DRIVER_RANGE_TOLERANCE * (hi - lo)
+            outside |= known & ((x < lo - tol) | (x > hi + tol))
+    reasons = np.where(stopped, EXCLUDED_STOPPED, np.where(outside, EXCLUDED_OUT_OF_RANGE, ""))
+    return pl.Series("excluded", reasons.tolist(), dtype=pl.String).replace("", None)
 
 
 def percent_savings(savings_frame: pl.DataFrame) -> float | None:

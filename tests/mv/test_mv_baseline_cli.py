@@ -11,7 +11,8 @@ from mv_helpers import example3_daily_db, example3_monthly_kpi_db
 
 from agent import storage
 from agent.cli import main
-from agent.mv_store import list_baselines, savings_frame
+from agent.mv_savings import savings_frame
+from agent.mv_store import list_baselines
 
 
 @pytest.fixture
@@ -144,6 +145,27 @@ def test_baseline_savings_stores_example3_savings_and_cusum(
     con = storage.connect(daily_db)
     assert savings_frame(con, b.baseline_id).height == 3
     con.close()
+
+
+def test_baseline_savings_excludes_a_stopped_mill_and_says_so(
+    daily_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Day 13 stopped (feed and power 0): no 830.7 MWh intercept credited; output names the exclusion."""
+    assert _fit(daily_db) == 0
+    con = storage.connect(daily_db)
+    (b,) = list_baselines(con)
+    con.execute("UPDATE samples SET value = 0 WHERE ts >= '2026-01-13' AND ts < '2026-01-14'")
+    con.close()
+    capsys.readouterr()
+    rc = main(["baseline", "savings", "--db", str(daily_db), "--id", b.baseline_id, "--to", "2026-01-15"])
+    assert rc == 0
+    out = " ".join(capsys.readouterr().out.split())
+    con = storage.connect(daily_db)
+    s = savings_frame(con, b.baseline_id)
+    con.close()
+    assert s["avoided"].to_list()[0] is None
+    assert s["avoided"].to_list()[1:] == pytest.approx([180.6e3, 108.7e3], abs=60)
+    assert "1 period(s) excluded from savings: asset stopped" in out
 
 
 def test_baseline_show_lists_stored_models(daily_db: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from agent import mv_store, storage
+from agent import mv_savings, mv_store, storage
 from agent.backfill import BackfillError, backfill
 from agent.cli import main
 from agent.report import write_report
@@ -38,7 +38,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
         granularity="hour",
     )
     mv_store.store_baseline(con, b)
-    mv_store.compute_savings(con, b, START + timedelta(hours=12), START + timedelta(days=1))
+    mv_savings.compute_savings(con, b, START + timedelta(hours=12), START + timedelta(days=1))
     con.close()
     assert result.samples > 0
     return db
@@ -170,3 +170,28 @@ def test_backfill_is_deterministic_for_a_seed_and_rerunnable(
         with duckdb.connect(str(db), read_only=True) as con:
             sums.append(con.execute("SELECT count(*), sum(value) FROM samples").fetchall()[0])
     assert sums[0] == sums[1] == sums[2] and sums[0][0] > 0
+
+
+def test_open_alert_is_counted_to_the_last_data_time_not_to_the_end_of_the_period(tmp_path: Path) -> None:
+    """A 3-minute fault still open when the data ends is 0.05 h of alerting, not the requested hour."""
+    from agent.report import alert_summary, last_data_time
+
+    t0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    con = storage.connect(tmp_path / "k.duckdb")
+    con.execute(
+        "INSERT INTO samples SELECT t, 'plant1', 'kiln1.feed_tph', 300.0, 'good' "
+        "FROM generate_series(?::TIMESTAMPTZ, ?::TIMESTAMPTZ, INTERVAL 1 SECOND) g(t)",
+        [t0 - timedelta(minutes=10), t0 + timedelta(minutes=3)],
+    )
+    con.execute(
+        "INSERT INTO alerts (alert_id, site, asset, rule, severity, state, started_at) "
+        "VALUES ('a1', 'plant1', 'kiln1', 'kiln.false_air.high', 'warning', 'firing', ?)",
+        [t0],
+    )
+    assert last_data_time(con, "plant1") == t0 + timedelta(minutes=3)
+    row = alert_summary(con, "plant1", t0, t0 + timedelta(hours=1)).row(0, named=True)
+    assert (row["episodes"], row["still_firing"]) == (1, 1)
+    assert row["hours"] == pytest.approx(3 / 60)  # not 1.0: the requested hour runs past the data
+    # a period that ends before the last data counts the open episode to the period's end
+    assert alert_summary(con, "plant1", t0, t0 + timedelta(minutes=2))["hours"][0] == pytest.approx(2 / 60)
+    con.close()

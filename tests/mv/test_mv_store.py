@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from mv_helpers import EX3_E, EX3_P, EX3_REP_E, EX3_REP_P, T0, constant_samples, example3_daily_db, kpi_rows
 
-from agent import mv_store, storage
+from agent import mv_savings, mv_store, storage
 from rules.mv import Baseline, MVError
 
 
@@ -161,10 +161,10 @@ def test_unknown_name_raises_with_what_was_searched(con: duckdb.DuckDBPyConnecti
 def test_update_savings_is_idempotent_and_keeps_the_live_day_partial(con: duckdb.DuckDBPyConnection) -> None:
     b = _fit(con)
     now = T0 + timedelta(days=14, hours=6)
-    n1 = mv_store.update_savings(con, "plant1", now)
-    first = mv_store.savings_frame(con, b.baseline_id)
-    n2 = mv_store.update_savings(con, "plant1", now)
-    second = mv_store.savings_frame(con, b.baseline_id)
+    n1 = mv_savings.update_savings(con, "plant1", now)
+    first = mv_savings.savings_frame(con, b.baseline_id)
+    n2 = mv_savings.update_savings(con, "plant1", now)
+    second = mv_savings.savings_frame(con, b.baseline_id)
     assert n1 == 3 and n2 == 1  # second run rewrites only the current (partial) day
     assert first.equals(second)
     assert first["fraction"].to_list() == pytest.approx([1.0, 1.0, 0.25])
@@ -177,9 +177,9 @@ def test_update_savings_is_idempotent_and_keeps_the_live_day_partial(con: duckdb
 
 def test_update_savings_completes_the_day_once_it_has_ended(con: duckdb.DuckDBPyConnection) -> None:
     b = _fit(con)
-    mv_store.update_savings(con, "plant1", T0 + timedelta(days=14, hours=6))
-    mv_store.update_savings(con, "plant1", T0 + timedelta(days=15))
-    s = mv_store.savings_frame(con, b.baseline_id)
+    mv_savings.update_savings(con, "plant1", T0 + timedelta(days=14, hours=6))
+    mv_savings.update_savings(con, "plant1", T0 + timedelta(days=15))
+    s = mv_savings.savings_frame(con, b.baseline_id)
     assert s.height == 3
     assert s["fraction"].to_list() == [1.0, 1.0, 1.0]
     assert s["cumulative_avoided"].to_list() == pytest.approx([105.5e3, 286.0e3, 394.8e3], abs=60)
@@ -187,7 +187,7 @@ def test_update_savings_completes_the_day_once_it_has_ended(con: duckdb.DuckDBPy
 
 def test_update_savings_before_the_reporting_period_writes_nothing(con: duckdb.DuckDBPyConnection) -> None:
     _fit(con)
-    assert mv_store.update_savings(con, "plant1", T0 + timedelta(days=5)) == 0
+    assert mv_savings.update_savings(con, "plant1", T0 + timedelta(days=5)) == 0
 
 
 def test_days_without_data_are_stored_as_gaps_and_the_cusum_carries_over(
@@ -197,8 +197,8 @@ def test_days_without_data_are_stored_as_gaps_and_the_cusum_carries_over(
     con.execute(
         "DELETE FROM samples WHERE ts >= ? AND ts < ?", [T0 + timedelta(days=13), T0 + timedelta(days=14)]
     )
-    mv_store.update_savings(con, "plant1", T0 + timedelta(days=15))
-    s = mv_store.savings_frame(con, b.baseline_id)
+    mv_savings.update_savings(con, "plant1", T0 + timedelta(days=15))
+    s = mv_savings.savings_frame(con, b.baseline_id)
     assert s["avoided"].is_null().to_list() == [False, True, False]
     assert s["cumulative_avoided"].to_list() == pytest.approx(
         [105.45e3, 105.45e3, 105.45e3 + 108.75e3], rel=1e-3
@@ -218,7 +218,7 @@ def test_recent_deviation_is_positive_when_consuming_more_than_the_baseline(
 ) -> None:
     b = _fit(con)
     now = T0 + timedelta(days=14, hours=12)
-    dev = mv_store.recent_deviation(con, "plant1", "rawmill1", 6, now=now)
+    dev = mv_savings.recent_deviation(con, "plant1", "rawmill1", 6, now=now)
     expected = b.intercept + b.coefficients[0] * EX3_REP_P[2] * 1000
     assert dev == pytest.approx(100 * (EX3_REP_E[2] * 1000 - expected) / expected, rel=1e-6)
     assert dev is not None and dev < 0  # the reporting day uses less than the baseline expects
@@ -227,9 +227,9 @@ def test_recent_deviation_is_positive_when_consuming_more_than_the_baseline(
         "UPDATE samples SET value = value * 1.2 WHERE tag = 'rawmill1.power_kw' AND ts >= ?",
         [now - timedelta(hours=6)],
     )
-    dev2 = mv_store.recent_deviation(con, "plant1", "rawmill1", 6, now=now)
+    dev2 = mv_savings.recent_deviation(con, "plant1", "rawmill1", 6, now=now)
     assert dev2 == pytest.approx(100 * (1.2 * EX3_REP_E[2] * 1000 - expected) / expected, rel=1e-6)
-    rows = mv_store.deviation_kpi_rows(con, "plant1", now, hours=6)
+    rows = mv_savings.deviation_kpi_rows(con, "plant1", now, hours=6)
     assert rows.select("asset", "kpi", "unit", "window_secs").row(0) == (
         "rawmill1",
         "baseline_deviation_pct",
@@ -241,10 +241,10 @@ def test_recent_deviation_is_positive_when_consuming_more_than_the_baseline(
 
 def test_recent_deviation_is_none_without_baseline_or_data(con: duckdb.DuckDBPyConnection) -> None:
     now = T0 + timedelta(days=14)
-    assert mv_store.recent_deviation(con, "plant1", "rawmill1", 1, now=now) is None
+    assert mv_savings.recent_deviation(con, "plant1", "rawmill1", 1, now=now) is None
     _fit(con)
     assert (
-        mv_store.recent_deviation(con, "plant1", "rawmill1", 1, now=datetime(2030, 1, 1, tzinfo=UTC)) is None
+        mv_savings.recent_deviation(con, "plant1", "rawmill1", 1, now=datetime(2030, 1, 1, tzinfo=UTC)) is None
     )
 
 
@@ -254,7 +254,7 @@ def test_reporting_mean_outside_baseline_range_is_reported(con: duckdb.DuckDBPyC
         "UPDATE samples SET value = value * 3 WHERE tag = 'rawmill1.feed_tph' AND ts >= ?",
         [T0 + timedelta(days=12)],
     )
-    _, warnings = mv_store.compute_savings(
+    _, warnings = mv_savings.compute_savings(
         con, b, T0 + timedelta(days=12), T0 + timedelta(days=15), store=False
     )
     assert any("outside the baseline range" in w for w in warnings)
@@ -273,11 +273,59 @@ def test_update_savings_works_off_a_long_backlog_over_several_calls(
     con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     b = _fit(con)
-    monkeypatch.setattr(mv_store, "CATCH_UP", timedelta(hours=30))  # 2 periods of a day per call
+    monkeypatch.setattr(mv_savings, "CATCH_UP", timedelta(hours=30))  # 2 periods of a day per call
     now = T0 + timedelta(days=15)
-    assert mv_store.update_savings(con, "plant1", now) == 2
-    assert mv_store.update_savings(con, "plant1", now) == 1
-    assert mv_store.update_savings(con, "plant1", now) == 0
-    s = mv_store.savings_frame(con, b.baseline_id)
+    assert mv_savings.update_savings(con, "plant1", now) == 2
+    assert mv_savings.update_savings(con, "plant1", now) == 1
+    assert mv_savings.update_savings(con, "plant1", now) == 0
+    s = mv_savings.savings_frame(con, b.baseline_id)
     assert s["cumulative_avoided"].to_list() == pytest.approx([105.5e3, 286.0e3, 394.8e3], abs=60)
     assert s["fraction"].to_list() == [1.0, 1.0, 1.0]
+
+
+def _stop_and_overload(con: duckdb.DuckDBPyConnection) -> None:
+    """Reporting day 13: mill stopped (feed and power 0). Day 14: feed x 1.5 = 307.5 kt, far above the
+    baseline range 170-215 kt (+ 10 % of 45 = 219.5). Day 15 unchanged."""
+    d13, d14 = T0 + timedelta(days=12), T0 + timedelta(days=13)
+    con.execute("UPDATE samples SET value = 0 WHERE ts >= ? AND ts < ?", [d13, d14])
+    con.execute(
+        "UPDATE samples SET value = value * 1.5 WHERE tag = 'rawmill1.feed_tph' AND ts >= ? AND ts < ?",
+        [d14, d14 + timedelta(days=1)],
+    )
+
+
+def test_stopped_and_out_of_range_periods_earn_no_savings(con: duckdb.DuckDBPyConnection) -> None:
+    """Auditor issue: a stopped mill was credited the intercept (830.7 MWh/day here) as avoided energy."""
+    b = _fit(con)
+    _stop_and_overload(con)
+    rows, warnings = mv_savings.compute_savings(con, b, T0 + timedelta(days=12), T0 + timedelta(days=15))
+    assert rows["avoided"].to_list()[:2] == [None, None]
+    # only day 15 counts: 108.75 MWh (docs/kpis.md §7 worked example 3, third reporting month)
+    assert rows["avoided"][2] == pytest.approx(108.75e3, rel=1e-3)
+    assert rows["cumulative_avoided"].to_list() == pytest.approx([0.0, 0.0, 108.75e3], rel=1e-3)
+    assert "1 period(s) excluded from savings: asset stopped" in " | ".join(warnings)
+    assert (
+        "1 period(s) excluded from savings: driver outside the baseline range by more than 10 %"
+        in " | ".join(warnings)
+    )
+    assert not any("coverage" in w for w in warnings)
+    # the live path stores the same and the rule feed sees no deviation while stopped
+    con.execute("DELETE FROM mv_savings")
+    mv_savings.update_savings(con, "plant1", T0 + timedelta(days=15))
+    s = mv_savings.savings_frame(con, b.baseline_id)
+    assert s["avoided"].is_null().to_list() == [True, True, False]
+    assert s["cumulative_avoided"].to_list() == pytest.approx([0.0, 0.0, 108.75e3], rel=1e-3)
+    stopped_noon = T0 + timedelta(days=12, hours=12)
+    assert mv_savings.recent_deviation(con, "plant1", "rawmill1", 6, now=stopped_noon) is None
+    assert mv_savings.recent_deviations(con, "plant1", stopped_noon) == {"rawmill1": None}
+
+
+def test_baseline_without_driver_ranges_excludes_stopped_periods_only(con: duckdb.DuckDBPyConnection) -> None:
+    """A baseline stored before ranges were recorded: no range check, the stopped rule still applies."""
+    b = _fit(con)
+    con.execute("UPDATE baselines SET driver_min = NULL, driver_max = NULL")
+    (b,) = mv_store.list_baselines(con)
+    assert b.driver_min == ()
+    _stop_and_overload(con)
+    rows, _ = mv_savings.compute_savings(con, b, T0 + timedelta(days=12), T0 + timedelta(days=15))
+    assert rows["avoided"].is_null().to_list() == [True, False, False]

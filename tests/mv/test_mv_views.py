@@ -150,27 +150,72 @@ def test_bad_shift_times_are_rejected() -> None:
             parse_shifts(bad)
 
 
-def test_energy_grade_view_grades_a_kiln_day(con: duckdb.DuckDBPyConnection) -> None:
+def _kiln_asset(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "INSERT INTO assets VALUES ('plant1', 'kiln1', 'kiln', ?, NULL)",
         [json.dumps({"id": "kiln1", "type": "kiln"})],
     )
-    _add(con, _minute_rows(D, [104.0] * 60, kpi="clinker_energy_kgce_per_t"))
+
+
+def test_energy_grade_view_grades_a_kiln_day(con: duckdb.DuckDBPyConnection) -> None:
+    _kiln_asset(con)
+    _add(con, _minute_rows(D, [104.0] * 1440, kpi="clinker_energy_kgce_per_t"))
+    _add(con, _minute_rows(D, [100.0] * 1470))  # clinker t/h, on to 00:29 of the next day
     rows = con.execute(
-        "SELECT asset, day, clinker_energy_kgce_per_t, clinker_energy_grade FROM v_energy_grade"
+        "SELECT asset, day, clinker_energy_kgce_per_t, clinker_energy_grade, coverage, reason FROM v_energy_grade"
     ).fetchall()
-    assert rows == [("kiln1", date(2026, 11, 23), 104.0, 2)]  # 100 < 104 <= 107 (docs/kpis.md §3)
-    # 23:30-00:29 UTC at 118: half on each UTC day, whatever the session time zone
-    _add(
-        con, _minute_rows(D + timedelta(hours=23, minutes=30), [118.0] * 60, kpi="clinker_energy_kgce_per_t")
-    )
+    assert rows == [("kiln1", date(2026, 11, 23), 104.0, 2, 1.0, None)]  # 100 < 104 <= 107 (docs/kpis.md §3)
+    # 00:00-00:29 UTC of the 24th at 118: its own UTC day, whatever the session time zone
+    _add(con, _minute_rows(D + timedelta(days=1), [118.0] * 30, kpi="clinker_energy_kgce_per_t"))
     con.execute("SET TimeZone = 'Asia/Shanghai'")
     rows = con.execute(
-        "SELECT day, round(clinker_energy_kgce_per_t, 3), clinker_energy_grade FROM v_energy_grade ORDER BY day"
+        "SELECT day, clinker_energy_kgce_per_t, clinker_energy_grade, round(coverage, 6), reason "
+        "FROM v_energy_grade ORDER BY day"
     ).fetchall()
     assert rows == [
-        (date(2026, 11, 23), round((60 * 104 + 30 * 118) / 90, 3), 3),  # 107 < 108.667 <= 117
-        (date(2026, 11, 24), 118.0, None),  # above 117: fails grade 3
+        (date(2026, 11, 23), 104.0, 2, 1.0, None),
+        (date(2026, 11, 24), 118.0, None, round(30 / 1440, 6), "coverage 2 % < 80 %"),  # 30 of 1440 min
+    ]
+
+
+def test_energy_grade_is_production_weighted_covered_and_positive(con: duckdb.DuckDBPyConnection) -> None:
+    """Auditor issue: negative clinker power (WHR credit netted) and part days earned grade 1."""
+    _kiln_asset(con)
+    ce, cp = "clinker_energy_kgce_per_t", "clinker_power_kwh_per_t"
+    # Day 1: 12 h at 150 t/h and 96 kgce/t, 12 h at 50 t/h and 110 kgce/t. Per tonne of clinker:
+    # (150*96 + 50*110) / 200 = 99.5 -> grade 1 (<= 100); the time mean 103 would be grade 2.
+    _add(con, _minute_rows(D, [150.0] * 720 + [50.0] * 720))
+    _add(con, _minute_rows(D, [96.0] * 720 + [110.0] * 720, kpi=ce))
+    # Day 2: produces 10 h at 104 kgce/t, stopped 14 h (clinker 0 t/h, KPI NULL 'kiln stopped'):
+    # coverage 10/24 = 41.7 % < 80 %, no grade.
+    d2 = D + timedelta(days=1)
+    _add(con, _minute_rows(d2, [100.0] * 600 + [0.0] * 840))
+    _add(con, _minute_rows(d2, [104.0] * 600 + [None] * 840, kpi=ce))  # type: ignore[list-item]
+    # Day 3 (hourly rows only): WHR credit above consumption, -9 kWh/t all day: never grade 1.
+    d3 = D + timedelta(days=2)
+    hourly: list[Row] = []
+    for h in range(24):
+        t = d3 + timedelta(hours=h)
+        hourly.append((t, "plant1", "kiln1", "clinker_tph", 100.0, "t/h", 3600))
+        hourly.append((t, "plant1", "kiln1", cp, -9.0, "kWh/t", 3600))
+        hourly.append((t, "plant1", "kiln1", ce, 104.0, "kgce/t", 3600))
+    _add(con, hourly)
+    rows = con.execute(
+        f"SELECT day, round({ce}, 6), clinker_energy_grade, {cp}, clinker_power_grade, "
+        "round(coverage, 4), reason FROM v_energy_grade ORDER BY day"
+    ).fetchall()
+    assert rows == [
+        (date(2026, 11, 23), 99.5, 1, None, None, 1.0, None),
+        (date(2026, 11, 24), 104.0, None, None, None, round(10 / 24, 4), "coverage 42 % < 80 %"),
+        (
+            date(2026, 11, 25),
+            104.0,
+            2,
+            -9.0,
+            None,
+            1.0,
+            "clinker_power: negative value (WHR credit exceeds consumption)",
+        ),
     ]
 
 
