@@ -38,7 +38,7 @@ CATALOGUE: dict[str, ScenarioInfo] = {
             None,
             "Steady 5,000 t/d operation with noise, slow drift and operator setpoint steps.",
             "SHC 700-780 kcal/kg (~735), false air < 5 %, CO < 0.1 %, PH exit 300-340 °C, "
-            "raw VRM 14-18, coal mill 18-25, cement ball mill 32-40 kWh/t, WHR 30-45 kWh/t clinker.",
+            "raw VRM 14-18, coal mill 18-25, cement ball mill with high-efficiency separator 29-33 kWh/t, WHR 30-45 kWh/t clinker.",
         ),
         ScenarioInfo(
             "false_air_leak",

@@ -38,7 +38,13 @@ RAW_MILL_RATED_KW: Final = 7500.0  # main drive 4,200 + fan 3,000 + separator 30
 COAL_MILL_RATED_KW: Final = 800.0
 CEMENT_MILL_RATED_KW: Final = 5600.0  # main drive 4,700 + separator 250 + fan 650
 KILN_RATED_KW: Final = 6000.0
-CEMENT_FEED_TPH: Final = 135.0  # at 3,500 cm²/g; 3,400 -> 140 t/h, 3,600 -> 130 t/h
+#: Fresh feed at 3,500 cm²/g (3,400 -> 161 t/h, 3,600 -> 149 t/h): ~4.7 MW / 155 t/h ~ 30.5 kWh/t, a
+#: closed-circuit ball mill with a high-efficiency separator, between GB 16780 cement preparation
+#: grades 2 and 3 (<= 29 / <= 34 kWh/t, docs/kpis.md §3), below docs/kpis.md §2's 32-40 band.
+CEMENT_FEED_TPH: Final = 155.0
+#: Clinker grindability drift: relative feed at the same fineness, std and correlation time [U].
+CEMENT_GRINDABILITY_SIGMA: Final = 0.03
+CEMENT_GRINDABILITY_TAU_SECS: Final = 12 * 3600.0
 
 # --- WHR (docs/kpis.md §5): SP boiler on PH exit gas, AQC boiler on cooler mid-air; 30-45 kWh/t clinker.
 GAS_CP_KJ_PER_NM3_K: Final = 1.45

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.plant.constants import CEMENT_FEED_TPH
+from simulator.plant.constants import (
+    CEMENT_FEED_TPH,
+    CEMENT_GRINDABILITY_SIGMA,
+    CEMENT_GRINDABILITY_TAU_SECS,
+)
 from simulator.plant.dynamics import Arr, Noise, Severity, crossed, lag, lag_settle, ou_step
 
 
@@ -164,12 +168,16 @@ class CoalMill(_LevelMill):
 
 
 class CementMill:
-    """Closed-circuit ball mill; product (Blaine) changes ~every 8 h (docs/kpis.md §2: 32-40 kWh/t)."""
+    """Closed-circuit ball mill; product (Blaine) changes ~every 8 h, clinker grindability drifts.
+
+    ~29-33 kWh/t per day in ``normal`` (GB 16780 grades 2-3, docs/kpis.md §3; constants.py).
+    """
 
     def __init__(self, noise: Noise, lines: int) -> None:
         self.n = noise
         self.blaine_target = np.where(noise.rng.random(lines) < 0.5, 3400.0, 3600.0)
-        self.feed_sp = self._feed_for(self.blaine_target)
+        self.grind = CEMENT_GRINDABILITY_SIGMA * noise.z(1)[0]  # stationary start: day 1 varies too
+        self.feed_sp = self._feed_for(self.blaine_target) * (1.0 + self.grind)
         self.feed_cmd = self.feed_sp.copy()
         self.feed = self.feed_sp.copy()
         self.on = np.ones(lines, dtype=np.bool_)
@@ -192,12 +200,13 @@ class CementMill:
         return main, sep, fan
 
     def step(self, h: float, t0: float, t1: float, sev: Severity, stop: bool, ambient: Arr) -> None:
-        z = self.n.z(1)
+        z = self.n.z(2)
         u = self.n.u(1)
         self.ou_temp = ou_step(self.ou_temp, 1.5, 3600.0, h, z[0])
+        self.grind = ou_step(self.grind, CEMENT_GRINDABILITY_SIGMA, CEMENT_GRINDABILITY_TAU_SECS, h, z[1])
         switch = u[0] < h / (8 * 3600.0)
         self.blaine_target = np.where(switch, 7000.0 - self.blaine_target, self.blaine_target)
-        self.feed_sp = self._feed_for(self.blaine_target)
+        self.feed_sp = self._feed_for(self.blaine_target) * (1.0 + self.grind)
         empty = sev["mill_running_empty"]
         want = not stop
         target = (self.feed_sp * (1.0 - empty) + 0.5 * empty) if want else np.zeros_like(self.feed_sp)
