@@ -14,6 +14,7 @@ connection to the same database, reading an MVCC snapshot).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
@@ -34,13 +35,15 @@ from connectors.base import Connector, Quality, empty_samples, now_utc
 if TYPE_CHECKING:
     from agent.mqtt import MqttLink
     from rules.alerts import AlertEvent
-    from rules.engine import RuleEngine
+    from rules.engine import RuleEngine, TickResult
 
 log = logging.getLogger(__name__)
 
 QUEUE_MAX_FRAMES = 1024
 #: Flush early when this many sample rows are pending, whatever flush_every_secs says.
 FLUSH_MAX_ROWS = 200_000
+#: Bound of the shutdown's last rule tick (one ordinary tick's work: tens of ms at 10k tags).
+FINAL_EVALUATION_TIMEOUT_SECS = 10.0
 
 
 @dataclass
@@ -86,6 +89,8 @@ class Agent:
         self._window_tags = self._tags_for_rules()
         self._window: list[pl.DataFrame] = []
         self.engine: RuleEngine | None = None
+        #: the rule tick running in a worker thread (outlives an evaluator cancelled by the stop)
+        self._tick: asyncio.Future[TickResult] | None = None
         self._window_dtype: pl.DataType | None = None
         self.mqtt: MqttLink | None = None
         self._last_savings_update = 0.0
@@ -147,16 +152,21 @@ class Agent:
                 outbox_retention_days=self.cfg.mqtt.outbox_retention_days,
             )
         try:
-            async with asyncio.TaskGroup() as tg:
-                for c in self.connectors:
-                    tg.create_task(self._poll(c), name=f"source:{c.name}")
-                tg.create_task(self._writer(), name="writer")
-                tg.create_task(self._evaluator(), name="rules")
-                if self.mqtt is not None:
-                    tg.create_task(self.mqtt.run(), name="mqtt")
-                tg.create_task(self._until(stop), name="stop")
-        except* _Stop:
-            pass
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for c in self.connectors:
+                        tg.create_task(self._poll(c), name=f"source:{c.name}")
+                    tg.create_task(self._writer(), name="writer")
+                    tg.create_task(self._evaluator(), name="rules")
+                    if self.mqtt is not None:
+                        tg.create_task(self.mqtt.run(), name="mqtt")
+                    tg.create_task(self._until(stop), name="stop")
+            except* _Stop:
+                pass
+            # a clean stop (no error, not cancelled): store what the last samples close
+            self._drain_queue()
+            self._flush()
+            await self._final_evaluation()
         finally:
             gc.unfreeze()
             self._drain_queue()
@@ -278,14 +288,72 @@ class Agent:
 
     async def evaluate(self, now: datetime) -> None:
         """One rule tick: KPI rows to DuckDB, alert events to the outbox, snapshots to MQTT."""
-        from agent.outbox import record_events
-
         assert self.engine is not None
         await self._update_savings()  # before the tick: it feeds the rules' baseline deviations
+        result = await self._run_tick(now, final=False)
+        self._store(result)
+        self.view.latest_kpis = result.latest
+        self.view.grades = dict(getattr(result, "grades", {}) or {})
+        if self.mqtt is not None:
+            if result.events:
+                self.mqtt.notify()
+            for asset, kpis in result.latest.items():
+                self.mqtt.offer_kpis(asset, now, kpis)
+            s = self.mqtt.stats
+            self.metrics.mqtt_published.set(s.published)
+            self.metrics.mqtt_retried.set(s.retried)
+            self.metrics.mqtt_backlog.set(s.backlog)
+            self.metrics.mqtt_connected.set(1 if s.connected else 0)
+        await self._snapshot()
+
+    async def _run_tick(self, now: datetime, *, final: bool) -> TickResult:
+        """The rule tick on the current window, in a worker thread.
+
+        Shielded: a stop that cancels the evaluator leaves the tick running, and
+        :meth:`_final_evaluation` stores its result before ticking again (one tick at a time).
+        """
+        assert self.engine is not None
         window = self.window_frame(now)
         t0 = time.perf_counter()
-        result = await asyncio.to_thread(self.engine.tick, window, now)
+        tick = functools.partial(self.engine.tick, window, now, final=final)
+        self._tick = asyncio.get_running_loop().run_in_executor(None, tick)
+        result = await asyncio.shield(self._tick)
+        self._tick = None
         self.metrics.rule_eval_duration.observe(time.perf_counter() - t0)
+        return result
+
+    async def _final_evaluation(self) -> None:
+        """After a clean stop (queue drained, samples flushed): close the windows that have ended.
+
+        An ordinary tick holds a window back for ``ALLOWED_LATENESS_SECS`` after its end; with the
+        sources closed no sample can arrive any more, so one last tick closes every window that
+        ended by now (``RuleEngine.tick(final=True)``) and its KPI rows are stored: a one-minute run
+        keeps its 1-min KPIs. Its alert events are recorded like any tick's: the tick judges the
+        same samples an ordinary tick at this instant would, and the outbox delivers the events
+        at the next start (the MQTT link has stopped). Bounded by ``FINAL_EVALUATION_TIMEOUT_SECS``.
+        """
+        if self.engine is None:
+            return
+        try:
+            async with asyncio.timeout(FINAL_EVALUATION_TIMEOUT_SECS):
+                if self._tick is not None:  # a tick the stop interrupted: keep what it computed
+                    pending, self._tick = self._tick, None
+                    self._store(await pending)
+                result = await self._run_tick(now_utc(), final=True)
+        except TimeoutError:
+            log.warning(
+                "final rule evaluation did not finish within %g s: the last KPI windows are not stored",
+                FINAL_EVALUATION_TIMEOUT_SECS,
+            )
+            return
+        self._store(result)
+        self.view.latest_kpis = result.latest
+        self.view.grades = dict(result.grades)
+
+    def _store(self, result: TickResult) -> None:
+        """A tick's KPI rows to DuckDB and its alert events to the alert store and outbox."""
+        from agent.outbox import record_events
+
         if result.kpi_rows.height:
             n = storage.insert_frame(self.con, "kpi", result.kpi_rows)
             self.metrics.rows_written.labels("kpi").inc(n)
@@ -300,19 +368,6 @@ class Agent:
                 else:
                     self.view.open_alerts.pop(ev.alert_id, None)
                 log.warning("alert %s %s %s: %s", ev.state, ev.asset, ev.rule, ev.message)
-            if self.mqtt is not None:
-                self.mqtt.notify()
-        self.view.latest_kpis = result.latest
-        self.view.grades = dict(getattr(result, "grades", {}) or {})
-        if self.mqtt is not None:
-            for asset, kpis in result.latest.items():
-                self.mqtt.offer_kpis(asset, now, kpis)
-            s = self.mqtt.stats
-            self.metrics.mqtt_published.set(s.published)
-            self.metrics.mqtt_retried.set(s.retried)
-            self.metrics.mqtt_backlog.set(s.backlog)
-            self.metrics.mqtt_connected.set(1 if s.connected else 0)
-        await self._snapshot()
 
     async def _update_savings(self) -> None:
         """Keep today's ``mv_savings`` rows and the rules' baseline deviations current (once a minute).
@@ -331,7 +386,7 @@ class Agent:
         finally:
             cur.close()
         if self.engine is not None:
-            from agent.mv_store import DEVIATION_KPI
+            from agent.mv_savings import DEVIATION_KPI
 
             self.engine.set_external(DEVIATION_KPI, deviations)
 
@@ -361,7 +416,7 @@ def _mv_minute(con: duckdb.DuckDBPyConnection, site: str, now: datetime) -> dict
 
     A broken baseline must not stop sampling: failures are logged and give no deviations.
     """
-    from agent.mv_store import recent_deviations, update_savings
+    from agent.mv_savings import recent_deviations, update_savings
     from rules.mv import MVError
 
     try:

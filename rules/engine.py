@@ -193,16 +193,20 @@ class RuleEngine:
         return [self._open[k] for k in sorted(self._open)]
 
     # -------------------------------------------------------------- tick
-    def tick(self, window: pl.DataFrame, now: datetime) -> TickResult:
+    def tick(self, window: pl.DataFrame, now: datetime, *, final: bool = False) -> TickResult:
         """Evaluate at ``now``; ``window`` holds recent samples (SAMPLE_SCHEMA), time-ordered.
 
         Rows may be out of order by up to ``MAX_DISORDER_SECS`` (several sources); a row that
         arrives more than ``ALLOWED_LATENESS_SECS`` after its timestamp misses the KPI windows.
+
+        ``final``: no sample will come any more (the agent stops cleanly, its sources are closed and
+        their last samples are in ``window``): every window that ended by ``now`` is closed without
+        waiting out the lateness grace. Rules are evaluated as in any tick.
         """
         now_us = to_us(now)
         window = self.normalise(window)
         ts = window.get_column("ts")
-        self._ingest(window, ts, now_us - self._lateness_us, now_us)
+        self._ingest(window, ts, now_us - (0 if final else self._lateness_us), now_us)
         kpi_rows = self._close_windows()
         self._update_rolling()
         self._prune()

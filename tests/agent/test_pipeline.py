@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import tomllib
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 import pytest_asyncio
 from waiting import wait_until
 
-from agent import storage
+import connectors.modbus
+import connectors.opcua
+import rules.constants
+import simulator.runner
+from agent import pipeline, storage
 from agent.config import Config, parse_config
 from agent.pipeline import Agent
 from simulator.runner import SimulatedPlant
@@ -188,3 +193,58 @@ async def test_rules_write_kpis_and_metrics_are_served(sim: SimulatedPlant, tmp_
     kiln = agent.view.latest_kpis.get("kiln1", {})
     shc = kiln.get("specific_heat_kcal_per_kg_clinker", (None, ""))[0]
     assert shc is not None and 700 <= shc <= 780  # docs/kpis.md §1 typical for a 5-stage PH+PC line
+
+
+class _ShiftedDatetime(datetime):
+    """``datetime`` whose ``now`` runs ``OFFSET`` ahead: the simulator's OPC UA source timestamps."""
+
+    OFFSET = timedelta(0)
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> Self:
+        return cls.fromtimestamp((datetime.now(tz) + cls.OFFSET).timestamp(), tz)
+
+
+@pytest.mark.asyncio
+async def test_a_clean_stop_just_after_a_minute_boundary_stores_that_minutes_kpis(
+    sim: SimulatedPlant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop within the lateness grace of a minute's end (a one-minute demo) keeps its 1-min KPIs.
+
+    The clock of the agent, its connectors and the simulator runs ahead so that a minute boundary
+    comes ~8 s after the start; a 30 s grace keeps the ordinary ticks from closing that minute
+    before the stop however slow the machine, so only the shutdown's final tick can store it.
+    """
+    real = datetime.now(UTC)
+    boundary = real.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    offset = boundary - timedelta(seconds=8) - real
+    _ShiftedDatetime.OFFSET = offset
+    shifted = lambda: datetime.now(UTC) + offset  # noqa: E731
+    for module in (pipeline, connectors.modbus, connectors.opcua):
+        monkeypatch.setattr(module, "now_utc", shifted)
+    monkeypatch.setattr(simulator.runner, "datetime", _ShiftedDatetime)
+    monkeypatch.setattr(rules.constants, "ALLOWED_LATENESS_SECS", 30.0)
+    db = tmp_path / "k.duckdb"
+    agent = Agent(_config(sim, db, evaluate_every_secs=0.5))
+    minute = boundary - timedelta(minutes=1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+
+    def samples_past_the_boundary() -> bool:
+        (latest,) = _read(agent, "SELECT max(ts) FROM samples")[0]
+        return latest is not None and latest >= boundary + timedelta(seconds=1)
+
+    await _wait(task, samples_past_the_boundary, "stored samples 1 s past the minute boundary")
+    sql = "SELECT asset, kpi, value FROM kpi WHERE window_secs = 60 AND ts = ?"
+    assert _read(agent, sql, [minute]) == []  # the ordinary ticks wait out the grace
+    assert agent.view.kpi_rows_written == 0
+    stop.set()
+    await asyncio.wait_for(task, 20)
+    con = storage.connect(db, read_only=True)
+    rows = con.execute(sql, [minute]).fetchall()
+    assert {a for a, _, _ in rows} == {a.id for a in agent.cfg.assets}
+    assert any(v is not None for _, _, v in rows)
+    open_minute = con.execute("SELECT count(*) FROM kpi WHERE window_secs = 60 AND ts >= ?", [boundary])
+    assert open_minute.fetchall() == [(0,)]  # [boundary, stop) has not ended
+    con.close()
+    assert agent.view.kpi_rows_written >= len(rows)

@@ -62,6 +62,22 @@ def test_each_window_is_emitted_once_after_it_closes_with_ts_at_its_start() -> N
         now += timedelta(seconds=10)
 
 
+def test_a_final_tick_closes_the_windows_that_ended_without_the_lateness_grace() -> None:
+    """A clean stop 2 s after a minute boundary: the last minute is not lost to the 5 s grace."""
+    data = samples(MILL_ON, seconds=62, every=1)  # the sources stop at T0 + 62 s
+    stop = T0 + timedelta(seconds=62)
+    assert stop < T0 + timedelta(seconds=60 + ALLOWED_LATENESS_SECS)
+    engine = mill_engine()
+    engine.tick(data.filter(pl.col("ts") < T0 + timedelta(seconds=30)), T0 + timedelta(seconds=30))
+    assert engine.tick(data, stop).kpi_rows.height == 0  # within the grace: an ordinary tick waits
+    final = engine.tick(data, stop, final=True).kpi_rows
+    # the minute [T0, T0 + 60 s) closes; [60 s, 62 s) stays open
+    assert set(final.select("ts", "window_secs").unique().iter_rows()) == {(T0, 60)}
+    waited = mill_engine().tick(data, T0 + timedelta(seconds=60 + ALLOWED_LATENESS_SECS)).kpi_rows
+    assert_frame_equal(final.sort("asset", "kpi"), waited.sort("asset", "kpi"))  # what a later tick gives
+    assert engine.tick(data, stop + timedelta(seconds=10)).kpi_rows.height == 0  # never emitted twice
+
+
 def test_emitted_rows_equal_the_batch_computation() -> None:
     engine = RuleEngine(make_config([KILN, MILL]).rule_settings())
     data = pl.concat(
@@ -154,7 +170,8 @@ def test_mill_running_empty_fires_after_ten_minutes_and_resolves_with_the_same_i
 def test_restart_restores_the_open_episode_without_firing_again() -> None:
     data = samples(MILL_EMPTY, seconds=1500, every=5)
     first = RuleEngine(
-        make_config([MILL]).rule_settings(), [r for r in load_rules(make_config([MILL]).rule_settings()) if r.id == "mill.running_empty"]
+        make_config([MILL]).rule_settings(),
+        [r for r in load_rules(make_config([MILL]).rule_settings()) if r.id == "mill.running_empty"],
     )
     _, events, _ = tick_through(first, data, start=T0, end=T0 + timedelta(seconds=900), every_secs=20)
     assert [e.state for e in events] == ["firing"]
