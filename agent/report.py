@@ -12,39 +12,42 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import logging
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from numbers import Number
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import polars as pl
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from agent import mv_savings, mv_store
 from agent.export import no_progress_bar
+from agent.report_charts import (
+    TrendChart,
+    asset_settings,
+    figure,
+    time_axis,
+    trend_chart,
+    trend_figure,
+)
 from agent.storage import first_row
 from agent.views import ensure_views
 from common.values import to_utc
 from rules.assets import TAG_ROLES, as_tag_list
-from rules.grades import GB16780_LIMITS, MIN_GRADE_COVERAGE
+from rules.grades import MIN_GRADE_COVERAGE
 from rules.mv import Baseline, MVError, per_unit, percent_savings
 
 log = logging.getLogger(__name__)
 
-#: Up to this many days the trend charts use hourly values, beyond it daily values.
-HOURLY_TRENDS_MAX_DAYS = 14
 MAX_SHIFT_ROWS = 150
 MAX_ALERT_ROWS = 30
-#: kcal per kgce (GB/T 2589, docs/kpis.md §1): a kgce/t limit x 7 is the same limit in kcal/kg clinker.
-KCAL_PER_KGCE = 7000.0
-GRADE_COLOURS = ("#2e7d32", "#f9a825", "#c62828")
 
 
 @dataclass
@@ -123,13 +126,35 @@ def _num(v: object, digits: int = 1) -> str:
     return html.escape(str(v))
 
 
+_NUMBER_TEXT = re.compile(r"[-+−]?[\d,]*\.?\d+ ?%?")
+
+
+def _is_number(v: object) -> bool:
+    """Numbers and numbers already formatted as text (``"1,234"``, ``"0.9876"``) are right-aligned."""
+    if isinstance(v, _Raw):
+        return v.numeric
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, Number) or (isinstance(v, str) and _NUMBER_TEXT.fullmatch(v) is not None)  # Number: Decimal too
+
+
 def _table(
     headers: Sequence[str], rows: Sequence[Sequence[object]], *, digits: int = 1, cls: str = ""
 ) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    """An HTML table; a column whose filled cells are all numbers is right-aligned (class ``num``),
+    any other column (text, times, days) left-aligned (class ``txt``)."""
+    numeric = [
+        any(v is not None for v in col) and all(v is None or _is_number(v) for v in col)
+        for col in zip(*rows, strict=True)
+    ] or [False] * len(headers)
+    align = ["num" if n else "txt" for n in numeric]
+    head = "".join(f'<th class="{a}">{_esc(h)}</th>' for a, h in zip(align, headers, strict=True))
     body = "\n".join(
         "<tr>"
-        + "".join(f"<td>{_num(v, digits) if not isinstance(v, _Raw) else v.html}</td>" for v in r)
+        + "".join(
+            f'<td class="{a}">{v.html if isinstance(v, _Raw) else _num(v, digits)}</td>'
+            for a, v in zip(align, r, strict=True)
+        )
         + "</tr>"
         for r in rows
     )
@@ -138,9 +163,10 @@ def _table(
 
 @dataclass(frozen=True)
 class _Raw:
-    """A table cell that is already HTML."""
+    """A table cell that is already HTML; ``numeric`` right-aligns its column."""
 
     html: str
+    numeric: bool = False
 
 
 def _grade_cell(g: object) -> _Raw:
@@ -149,82 +175,12 @@ def _grade_cell(g: object) -> _Raw:
     return _Raw(f'<span class="g{int(str(g))}">grade {int(str(g))}</span>')
 
 
-def _figure(width: float = 9.0, height: float = 3.6) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    return fig
-
-
 def _img(doc: _Doc, fig: Figure, alt: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     doc.images += 1
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _time_axis(ax: Any) -> None:
-    loc = AutoDateLocator()  # type: ignore[no-untyped-call]
-    ax.xaxis.set_major_locator(loc)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(loc))  # type: ignore[no-untyped-call]
-    ax.grid(True, alpha=0.3)
-
-
-def _trend(
-    con: duckdb.DuckDBPyConnection, site: str, kpi: str, start: datetime, end: datetime
-) -> tuple[pl.DataFrame, str]:
-    """(asset, t, value) rows of one KPI from the hourly or daily view, and the resolution label."""
-    if end - start <= timedelta(days=HOURLY_TRENDS_MAX_DAYS):
-        frame = _q(
-            con,
-            "SELECT asset, hour AS t, value FROM v_kpi_hourly WHERE site = ? AND kpi = ? AND hour >= ? AND hour < ? "
-            "ORDER BY asset, t",
-            [site, kpi, start, end],
-        )
-        return frame, "hourly means"
-    frame = _q(
-        con,
-        "SELECT asset, CAST(day AS TIMESTAMP) AS t, value FROM v_kpi_daily WHERE site = ? AND kpi = ? "
-        "AND day >= CAST(? AS DATE) AND day < CAST(? AS DATE) ORDER BY asset, t",
-        [site, kpi, start.date(), (end + timedelta(days=1) - timedelta(microseconds=1)).date()],
-    )
-    return frame, "daily means"
-
-
-def _assets(con: duckdb.DuckDBPyConnection, site: str) -> dict[str, tuple[str, dict[str, Any]]]:
-    """asset -> (type, settings from the agent's config), from the ``assets`` table."""
-    out: dict[str, tuple[str, dict[str, Any]]] = {}
-    for asset, typ, roles in con.execute(
-        "SELECT asset, type, roles FROM assets WHERE site = ?", [site]
-    ).fetchall():
-        doc = json.loads(roles) if isinstance(roles, str) else (roles or {})
-        out[asset] = (typ, doc if isinstance(doc, dict) else {})
-    return out
-
-
-def _grade_lines(ax: Any, limits: tuple[float, float, float], label: str) -> None:
-    for i, (lim, colour) in enumerate(zip(limits, GRADE_COLOURS, strict=True)):
-        ax.axhline(lim, color=colour, linestyle="--", linewidth=1.0, label=f"{label} grade {i + 1} ({lim:g})")
-
-
-def _line_chart(
-    doc: _Doc,
-    frame: pl.DataFrame,
-    *,
-    title: str,
-    ylabel: str,
-    decorate: Callable[[Any], None] | None = None,
-) -> str:
-    fig = _figure()
-    ax = fig.add_subplot()
-    for (asset,), part in frame.group_by("asset", maintain_order=True):
-        ax.plot(part["t"].to_list(), part["value"].to_list(), linewidth=1.2, label=str(asset))
-    if decorate is not None:
-        decorate(ax)
-    ax.set_title(title, fontsize=10)
-    ax.set_ylabel(ylabel)
-    _time_axis(ax)
-    ax.legend(fontsize=7, loc="best", ncols=2)
-    return _img(doc, fig, title)
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,14 +199,24 @@ def _summary(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: dateti
         )
     )
     n_kpi, n_samples, n_alerts, n_baselines = counts if counts else (0, 0, 0, 0)
-    assets = _assets(con, site)
-    stats = _q(
-        con,
-        "SELECT asset, kpi, any_value(unit) AS unit, avg(value) AS mean, min(value) AS min, max(value) AS max, "
-        "sum(n_hours) AS hours FROM v_kpi_daily WHERE site = ? AND day >= CAST(? AS DATE) AND day < CAST(? AS DATE) "
-        "GROUP BY asset, kpi ORDER BY asset, kpi",
-        [site, start, end],
-    )
+    assets = asset_settings(con, site)
+    whole_days = start.time() == end.time() == datetime.min.time()
+    if whole_days:
+        stats = _q(
+            con,
+            "SELECT asset, kpi, any_value(unit) AS unit, avg(value) AS mean, min(value) AS min, max(value) AS max, "
+            "sum(n_hours) AS hours FROM v_kpi_daily WHERE site = ? AND day >= ? AND day < ? "
+            "GROUP BY asset, kpi ORDER BY asset, kpi",
+            [site, start.date(), end.date()],
+        )
+    else:  # a period that is not whole UTC days (e.g. 2 hours): the hours inside it
+        stats = _q(
+            con,
+            "SELECT asset, kpi, any_value(unit) AS unit, avg(value) AS mean, min(value) AS min, max(value) AS max, "
+            "count(value) AS hours FROM v_kpi_hourly WHERE site = ? AND hour >= ? AND hour < ? "
+            "GROUP BY asset, kpi ORDER BY asset, kpi",
+            [site, start, end],
+        )
     facts = _table(
         ["site", "from (UTC)", "to (UTC, exclusive)", "KPI rows", "samples", "alerts started", "baselines"],
         [[site, start, end, f"{n_kpi:,}", f"{n_samples:,}", f"{n_alerts:,}", f"{n_baselines:,}"]],
@@ -263,7 +229,7 @@ def _summary(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: dateti
     if asset_rows:
         body += "<h3>Assets</h3>" + _table(["asset", "type", "signal roles (number of tags)"], asset_rows)
     if stats.height:
-        body += "<h3>KPI overview (mean of daily values)</h3>" + _table(
+        body += f"<h3>KPI overview (mean of {'daily' if whole_days else 'hourly'} values)</h3>" + _table(
             ["asset", "KPI", "unit", "mean", "min", "max", "hours with data"],
             [list(r) for r in stats.iter_rows()],
             digits=2,
@@ -273,70 +239,34 @@ def _summary(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: dateti
     doc.section("summary", "Summary", body)
 
 
+def _chart_img(doc: _Doc, chart: TrendChart) -> str:
+    return _img(doc, trend_figure(chart), chart.title)
+
+
 def _heat(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
-    assets = _assets(con, site)
     body = ""
-    frame, res = _trend(con, site, "specific_heat_kcal_per_kg_clinker", start, end)
-    if frame.height:
-        coal = GB16780_LIMITS["clinker_coal_kgce_per_t"]
-        coal_kcal = (coal[0] * 7, coal[1] * 7, coal[2] * 7)  # kgce/t x 7000 kcal/kgce / 1000 kg/t (docs/kpis.md §1)
-
-        def deco(ax: Any) -> None:
-            _grade_lines(ax, coal_kcal, "GB 16780 coal")
-            for asset, (_, d) in assets.items():
-                target = d.get("target_specific_heat_kcal_per_kg")
-                if isinstance(target, int | float):
-                    ax.axhline(
-                        float(target), color="black", linewidth=1.2, label=f"{asset} target ({target:g})"
-                    )
-
-        body += _line_chart(
-            doc,
-            frame,
-            title=f"Specific heat consumption, kcal/kg clinker ({res})",
-            ylabel="kcal/kg",
-            decorate=deco,
-        )
+    chart = trend_chart(con, site, "specific_heat_kcal_per_kg_clinker", start, end)
+    if chart.series:
+        body += _chart_img(doc, chart)
         body += (
             "<p>Dashed lines: GB 16780-2021 clinker comprehensive <em>coal</em> grades (94/100/109 kgce/t) "
             "expressed in kcal/kg clinker (1 kgce = 7,000 kcal); solid line: the kiln's configured target.</p>"
         )
     else:
         body += "<p>No specific heat KPI in this period.</p>"
-    frame, res = _trend(con, site, "clinker_energy_kgce_per_t", start, end)
-    if frame.height:
-        limits = GB16780_LIMITS["clinker_energy_kgce_per_t"]
-        body += _line_chart(
-            doc,
-            frame,
-            title=f"Clinker comprehensive energy, kgce/t ({res})",
-            ylabel="kgce/t",
-            decorate=lambda ax: _grade_lines(ax, limits, "GB 16780"),
-        )
+    chart = trend_chart(con, site, "clinker_energy_kgce_per_t", start, end)
+    if chart.series:
+        body += _chart_img(doc, chart)
     doc.section("specific-heat", "Thermal energy against targets and GB 16780-2021", body)
 
 
 def _power(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
-    assets = _assets(con, site)
-    frame, res = _trend(con, site, "specific_power_kwh_per_t", start, end)
-    if frame.height == 0:
+    chart = trend_chart(con, site, "specific_power_kwh_per_t", start, end)
+    if not chart.series:
         doc.section("power", "Electrical energy, kWh/t", "<p>No specific power KPI in this period.</p>")
         return
-    has_cement_mill = any(t == "cement_mill" for t, _ in assets.values())
-    limits = GB16780_LIMITS["cement_preparation_kwh_per_t"]
-
-    def deco(ax: Any) -> None:
-        if has_cement_mill:
-            _grade_lines(ax, limits, "GB 16780 cement prep.")
-
-    body = _line_chart(
-        doc,
-        frame,
-        title=f"Specific electrical energy, kWh/t of each asset's product ({res})",
-        ylabel="kWh/t",
-        decorate=deco,
-    )
-    if has_cement_mill:
+    body = _chart_img(doc, chart)
+    if chart.lines:
         body += (
             "<p>Dashed lines: GB 16780-2021 cement preparation grades (26/29/34 kWh/t) for cement mills.</p>"
         )
@@ -346,9 +276,8 @@ def _power(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime
 def _grades(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
     frame = _q(
         con,
-        "SELECT * FROM v_energy_grade WHERE site = ? AND day >= CAST(? AS DATE) AND day < CAST(? AS DATE) "
-        "ORDER BY day, asset",
-        [site, start, end],
+        "SELECT * FROM v_energy_grade WHERE site = ? AND day >= ? AND day <= ? ORDER BY day, asset",
+        [site, start.date(), (end - timedelta(microseconds=1)).date()],  # every UTC day the period touches
     )
     if frame.height == 0:
         doc.section("grades", "Daily GB 16780-2021 grades", "<p>No graded KPI rows in this period.</p>")
@@ -368,7 +297,7 @@ def _grades(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetim
             # v_energy_grade: NULL grade = fails grade 3, or not graded (low coverage, value <= 0): reason
             ungraded = g is None and bool(reason) and f"{short}: fails grade 3" not in reason
             cell = '<span class="g0">not graded</span>' if ungraded else _grade_cell(g).html
-            row.append(_Raw(f"{_num(v, 1)} {cell}") if v is not None else "–")
+            row.append(_Raw(f"{_num(v, 1)} {cell}", numeric=True) if v is not None else None)
         row.append(reason or "")
         rows.append(row)
     body = _table(
@@ -387,7 +316,8 @@ def _grades(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetim
     body += (
         "<p>Grade 1 is the most stringent; 'fails 3' = above the limit every line must meet. A day is "
         f"graded only with values in at least {MIN_GRADE_COVERAGE:.0%} of it and a value above 0 "
-        "(docs/kpis.md §3); the last column says why an indicator has no grade.</p>"
+        "(docs/kpis.md §3); the last column says why an indicator has no grade. Grades are per whole UTC "
+        "day: a period of part of a day shows the grades of the days it touches.</p>"
     )
     doc.section("grades", "Daily GB 16780-2021 grades", body)
 
@@ -471,7 +401,7 @@ def _scatter(con: duckdb.DuckDBPyConnection, doc: _Doc, b: Baseline) -> str:
     )
     if frame.height == 0:
         return "<p>No complete baseline periods left in the database for the scatter plot.</p>"
-    fig = _figure(6.5, 4.2)
+    fig = figure(6.5, 4.2)
     ax = fig.add_subplot()
     y = frame[b.target].to_numpy()
     nmbe = round(b.nmbe, 2) + 0.0  # no "-0.00" for the in-sample zero
@@ -532,7 +462,7 @@ def _cusum(con: duckdb.DuckDBPyConnection, doc: _Doc, b: Baseline, start: dateti
     stored = stored.drop_nulls("avoided")
     if stored.height == 0:
         return "<p>No reporting-period savings in this period.</p>"
-    fig = _figure(9.0, 3.6)
+    fig = figure(9.0, 3.6)
     ax = fig.add_subplot()
     ts = stored["ts"].to_list()
     ax.bar(
@@ -549,8 +479,8 @@ def _cusum(con: duckdb.DuckDBPyConnection, doc: _Doc, b: Baseline, start: dateti
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylabel(b.unit)
     ax.set_title(f"CUSUM {b.baseline_id}: expected − actual, up is good", fontsize=10)
-    _time_axis(ax)
-    ax.legend(fontsize=7, loc="best")
+    time_axis(ax, ts, timedelta(days=_bar_width(b.granularity)))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     pct = percent_savings(stored)
     total = float(stored["avoided"].sum())
     summary = (
@@ -630,15 +560,36 @@ def _q_named(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -
     return frame
 
 
-def _shifts(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+def shift_rows(con: duckdb.DuckDBPyConnection, site: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """``v_shift_report`` rows of the shifts that overlap ``[start, end)``, oldest first (at most
+    :data:`MAX_SHIFT_ROWS`, the most recent).
+
+    Filtering on ``shift_start >= start`` alone drops the shift already running at ``start``: a
+    10:00-12:00 report lies inside the 06:00 shift and got none. The view has no shift end, so the
+    shift running at ``start`` is found from the shift start times (``shift``, HH:MM UTC) seen in
+    the day before ``start`` up to ``end``: the latest start time at or before ``start``.
+    """
+    start, end = to_utc(start), to_utc(end)
     frame = _q(
         con,
-        f"""SELECT shift_start, shift, asset, clinker_tph, specific_heat_kcal_per_kg_clinker,
+        """SELECT shift_start, shift, asset, clinker_tph, specific_heat_kcal_per_kg_clinker,
             specific_power_kwh_per_t, clinker_energy_kgce_per_t, whr_kwh_per_t_clinker, alerts, critical_alerts
-        FROM v_shift_report WHERE site = ? AND shift_start >= ? AND shift_start < ?
-        ORDER BY shift_start DESC, asset LIMIT {MAX_SHIFT_ROWS}""",
-        [site, start, end],
+        FROM v_shift_report WHERE site = ? AND shift_start > ? AND shift_start < ?
+        ORDER BY shift_start, asset""",
+        [site, start - timedelta(days=1), end],
     )
+    day = datetime.combine(start.date(), datetime.min.time(), UTC)
+    candidates = [
+        day + offset + timedelta(hours=int(hh), minutes=int(mm))
+        for hh, mm in (str(label).split(":") for label in frame["shift"].unique().drop_nulls().to_list())
+        for offset in (timedelta(days=-1), timedelta(0))
+    ]
+    running = max((t for t in candidates if t <= start), default=start)
+    return frame.filter(pl.col("shift_start") >= running).tail(MAX_SHIFT_ROWS)
+
+
+def _shifts(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+    frame = shift_rows(con, site, start, end)
     if frame.height == 0:
         doc.section("shifts", "Shift report", "<p>No shift data in this period.</p>")
         return
@@ -658,11 +609,13 @@ def _shifts(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetim
         ],
         [list(r) for r in frame.iter_rows()],
     )
+    note = (
+        "Shifts that overlap the period; each row is the mean over the <em>whole</em> shift, also where it "
+        "runs past the period's start or end."
+    )
     if frame.height >= MAX_SHIFT_ROWS:
-        body = (
-            f"<p>The {MAX_SHIFT_ROWS} most recent shift rows; query <code>v_shift_report</code> for all.</p>"
-            + body
-        )
+        note = f"The {MAX_SHIFT_ROWS} most recent shift rows; query <code>v_shift_report</code> for all. " + note
+    body = f"<p>{note}</p>" + body
     doc.section("shifts", "Shift report", body)
 
 
@@ -671,8 +624,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em a
 h1{font-size:1.5em;margin-bottom:0} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 h3{font-size:1.05em;margin-top:1.4em} p.meta{color:#666;margin-top:.2em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right} th{background:#f4f4f4}
-td:first-child,th:first-child{text-align:left} img{max-width:100%;display:block;margin:.8em 0}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top} th{background:#f4f4f4}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums} img{max-width:100%;display:block;margin:.8em 0}
 .g1{color:#2e7d32;font-weight:600}.g2{color:#b28704;font-weight:600}.g3{color:#e65100;font-weight:600}
 .g0{color:#c62828;font-weight:700} ul.warn{color:#8a6d00;font-size:.9em} nav a{margin-right:1em}
 """
