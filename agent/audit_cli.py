@@ -197,7 +197,8 @@ def open_db(path: str, *, create: bool = False, read_only_ok: bool = False) -> d
     """Open a site database with the schema in place; one-line errors for missing/locked/foreign files.
 
     With ``read_only_ok`` a file that cannot be opened for writing (a write-protected snapshot) is
-    opened read-only instead.
+    opened read-only instead. A file held by another process raises ``storage.DatabaseInUseError``
+    from ``storage.connect`` (one line, exit 2), as for ``run`` and ``demo``.
     """
     import os
 
@@ -210,16 +211,8 @@ def open_db(path: str, *, create: bool = False, read_only_ok: bool = False) -> d
         raise CliError(f"{path}: no such database file")
     try:
         if read_only_ok and not os.access(p, os.W_OK):
-            return storage.connect(p, read_only=True)
-        return storage.connect(p)
-    except duckdb.IOException as exc:
-        msg = str(exc)
-        if "lock" in msg.lower():
-            raise CliError(
-                f"{path}: in use by another process (the agent?); see docs/auditors.md for reading it "
-                "while the agent runs"
-            ) from None
-        raise CliError(f"{path}: cannot open as a DuckDB database ({msg.splitlines()[0]})") from None
+            return storage.connect(path, read_only=True)
+        return storage.connect(path)
     except duckdb.Error as exc:
         raise CliError(f"{path}: cannot open as a DuckDB database ({str(exc).splitlines()[0]})") from None
 

@@ -95,7 +95,10 @@ def cmd_once(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
-    _print_frame(console, frame)
+    if not console.is_terminal:
+        # piped to a file: no wrapping or "…" in tag and KPI names (the terminal width is unknown)
+        console = Console(width=max(console.width, 200))
+    _print_frame(console, frame, cfg.tag_units())
     _print_kpis(console, cfg, frame)
     bad = frame.filter(pl.col("quality") != "good").height
     return EXIT_OK if bad == 0 else 1
@@ -110,18 +113,22 @@ async def _read_all_once(cfg: Config) -> pl.DataFrame:
     return frame
 
 
-def _print_frame(console: object, frame: pl.DataFrame) -> None:
+def _print_frame(console: object, frame: pl.DataFrame, tag_units: dict[str, str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from agent.numbers import fmt_number
+    from rules.catalogue import unit_of
+
     assert isinstance(console, Console)
     t = Table(title="signals", title_justify="left")
-    for col in ("tag", "value", "quality", "ts"):
+    for col in ("tag", "value", "unit", "quality", "ts"):
         t.add_column(col, justify="right" if col == "value" else "left")
     for tag, value, quality, ts in frame.select("tag", "value", "quality", "ts").iter_rows():
-        v = "" if value is None else f"{value:,.3f}"
+        unit = (tag_units or {}).get(tag) or unit_of(tag.partition(".")[2] or tag)
+        v = "" if value is None else fmt_number(value, unit)
         style = "" if quality == "good" else "red"
-        t.add_row(tag, v, quality, ts.isoformat(timespec="seconds"), style=style)
+        t.add_row(tag, v, unit, quality, ts.isoformat(timespec="seconds"), style=style)
     console.print(t)
 
 
@@ -129,6 +136,7 @@ def _print_kpis(console: object, cfg: Config, frame: pl.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from agent.numbers import fmt_number
     from rules.kpi import compute_kpis
 
     assert isinstance(console, Console)
@@ -137,7 +145,7 @@ def _print_kpis(console: object, cfg: Config, frame: pl.DataFrame) -> None:
     for col in ("asset", "kpi", "value", "unit", "reason"):
         t.add_column(col, justify="right" if col == "value" else "left")
     for asset, kpi, value, unit, reason in kpis.select("asset", "kpi", "value", "unit", "reason").iter_rows():
-        t.add_row(asset, kpi, "" if value is None else f"{value:,.2f}", unit or "", reason or "")
+        t.add_row(asset, kpi, "" if value is None else fmt_number(value, unit), unit or "", reason or "")
     console.print(t)
 
 

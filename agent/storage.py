@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
+
+from common.cli import EXIT_USAGE, CliError
 
 if TYPE_CHECKING:
     from rules.assets import Asset
@@ -122,11 +125,37 @@ DDL: tuple[str, ...] = (
 )
 
 
+class DatabaseInUseError(CliError):
+    """The database file is locked by another process (the agent?): one line, exit code 2."""
+
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def in_use_message(path: str | Path, duckdb_message: str) -> str:
+    """One line naming the file and, when DuckDB says so, the process holding it."""
+    m = _LOCK_HOLDER.search(duckdb_message)
+    holder = f" (PID {m['pid']}: {m['exe']})" if m else ""
+    return (
+        f"{path}: in use by another process{holder}; is the agent running? Only one process at a time "
+        "can open a DuckDB file: see docs/auditors.md for reading it while the agent runs"
+    )
+
+
 def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (and create, unless read-only) the site database with the schema in place."""
+    """Open (and create, unless read-only) the site database with the schema in place.
+
+    A file locked by another process raises :class:`DatabaseInUseError` (a one-line ``CliError``,
+    exit 2): the one place every command - ``run``, ``demo``, the auditor commands - gets it from.
+    """
     if str(path) != ":memory:" and not read_only:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "could not set lock" not in str(exc).lower():  # not "lock" alone: "block" is in other errors
+            raise
+        raise DatabaseInUseError(in_use_message(path, str(exc)), EXIT_USAGE) from None
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         ensure_schema(con)

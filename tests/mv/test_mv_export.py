@@ -195,7 +195,7 @@ def test_file_cannot_be_opened_read_only_while_another_process_writes(
 def test_cli_on_a_locked_file_says_so_in_one_line(
     db: Path, writer: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["baseline", "show", "--db", str(db)]) == 1
+    assert main(["baseline", "show", "--db", str(db)]) == 2  # EXIT_USAGE, as for run and export
     err = capsys.readouterr().err
     assert "in use by another process" in err and len(err.strip().splitlines()) == 1
 
