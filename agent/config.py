@@ -51,9 +51,13 @@ class AgentSection(StrictModel):
     #: Extra rule packs (TOML), loaded after the built-in cement pack; a re-declared id overrides.
     rule_files: list[str] = Field(default_factory=list)
     #: Raw samples kept in memory for the rule engine. The engine folds each tick's new samples into
-    #: its own per-minute statistics (rolling rule windows live there), so this only has to cover a
-    #: few evaluation periods plus late arrivals.
+    #: its own per-minute statistics (rolling rule windows live there), so this only has to cover
+    #: current_window_secs, a few evaluation periods and late arrivals.
     window_secs: int = Field(default=300, ge=60)
+    #: Current values (MQTT ``kpi`` topic, terminal, rules without ``window``) are the mean of the
+    #: raw samples of the last this-many seconds, so at most window_secs. Shorter = a step change is
+    #: seen sooner (about current_window_secs / 2 for a threshold halfway, docs/rules.md) but noisier.
+    current_window_secs: int = Field(default=60, ge=5, le=3600)
     #: Prometheus metrics on 127.0.0.1:PORT; 0 = disabled.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     #: Address the Prometheus endpoint listens on (loopback unless a scraper needs more).
@@ -69,7 +73,9 @@ class AgentSection(StrictModel):
     #: Mean site air pressure, used instead of the altitude for the grade-3 correction when given.
     site_pressure_pa: float | None = None
     #: Consistent copy of the database written by the agent for auditors, since no other process can
-    #: open the live file while the agent writes it (docs/auditors.md); unset = off.
+    #: open the live file while the agent writes it (docs/auditors.md); unset = off. Must be another
+    #: file than db_path and its ``.wal``, also through symlinks; relative paths (here and in db_path)
+    #: are relative to the working directory the agent runs in.
     snapshot_path: str | None = None
     #: How often the auditor snapshot is rewritten.
     snapshot_every_secs: float = Field(default=3600, ge=60)
@@ -84,6 +90,53 @@ class AgentSection(StrictModel):
         if not v:
             raise ValueError("at least one shift start is needed")
         return sorted(v)
+
+    @model_validator(mode="after")
+    def _current_window_in_raw_samples(self) -> AgentSection:
+        if self.current_window_secs > self.window_secs:
+            raise _CrossRefError(
+                [
+                    f"agent.current_window_secs: {self.current_window_secs} s is longer than the raw samples"
+                    f" kept (agent.window_secs = {self.window_secs}); raise window_secs or shorten it"
+                ]
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _snapshot_not_the_database(self) -> AgentSection:
+        problem = _snapshot_path_problem(self.db_path, self.snapshot_path)
+        if problem:
+            raise _CrossRefError([f"agent.snapshot_path: {problem}"])
+        return self
+
+
+def _snapshot_path_problem(db_path: str, snapshot_path: str | None) -> str | None:
+    """Why ``snapshot_path`` would overwrite the live database (or its WAL), or None.
+
+    The snapshot is written beside its target and renamed over it, so pointed at the database it
+    silently replaces the file the agent writes. Both paths are resolved like the agent opens them:
+    relative to the current working directory, symlinks followed (a snapshot file that does not
+    exist yet resolves through its parent directory). Local paths only, no network.
+    """
+    if not snapshot_path or db_path == ":memory:":
+        return None
+    db = Path(db_path).resolve()
+    snap = Path(snapshot_path).resolve()
+    wal = db.with_name(db.name + ".wal")
+    relative = " (relative paths are taken from the working directory the agent runs in)"
+    shown = relative if not (Path(db_path).is_absolute() and Path(snapshot_path).is_absolute()) else ""
+    same_file = snap.exists() and db.exists() and os.path.samefile(snap, db)
+    if snap == db or same_file:
+        return (
+            f"{snapshot_path!r} is the database file itself (agent.db_path {db_path!r}, both {db}){shown}; "
+            "the snapshot would replace the live database: choose another file"
+        )
+    if snap == wal:
+        return (
+            f"{snapshot_path!r} is the database's write-ahead log {wal} (agent.db_path {db_path!r}){shown}; "
+            "the snapshot would replace it: choose another file"
+        )
+    return None
 
 
 class MqttSection(StrictModel):
@@ -201,6 +254,7 @@ class Config(StrictModel):
             site_pressure_pa=self.agent.site_pressure_pa,
             stale_after_secs=self.agent.stale_after_secs,
             rule_files=tuple(self.agent.rule_files),
+            current_window_secs=self.agent.current_window_secs,
         )
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from common.models import StrictModel
+from rules.constants import CURRENT_WINDOW_SECS
 
 AssetType = Literal["kiln", "raw_mill", "coal_mill", "cement_mill", "whr", "plant"]
 
@@ -218,6 +219,9 @@ class RuleSettings:
     stale_after_secs: float = 30.0
     #: Extra rule packs, loaded after the built-in pack (same id = override).
     rule_files: tuple[str, ...] = ()
+    #: Current values (MQTT ``kpi``, terminal, rules without ``window``) are over the raw samples of
+    #: [now - this, now); the caller keeps at least this many seconds of raw samples in the window.
+    current_window_secs: int = CURRENT_WINDOW_SECS
 
     def assets_matching(self, pattern: str) -> list[Asset]:
         """Assets whose id matches a rule's ``asset`` glob."""

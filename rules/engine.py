@@ -3,9 +3,10 @@
 ``RuleEngine.tick(window, now)`` is what the agent calls every ``evaluate_every_secs``. It reads only
 the rows of ``window`` that are new since the previous tick (binary search on the time-ordered
 ``ts``), folds them into per-minute tag statistics, and from those emits each 1-min, 15-min and
-hourly KPI window once it has closed. Rules are evaluated on the current values (the last minute of
-raw samples) or, with ``window = "60m"``, on KPIs over the rolling window. Nothing here reads a
-clock: the result is a pure function of the frames and times passed in.
+hourly KPI window once it has closed. Rules are evaluated on the current values (the raw samples
+of the last ``RuleSettings.current_window_secs``, default 60 s) or, with ``window = "60m"``, on KPIs
+over the rolling window. Nothing here reads a clock: the result is a pure function of the frames and
+times passed in.
 
 This module owns the per-tick state (minute ledger, running window sums, alert state per rule and
 asset) and nothing else: the rules come from rules/packs.py, already parsed and checked, and
@@ -90,6 +91,8 @@ class RuleEngine:
         self._stale_us = int(settings.stale_after_secs * US)
         self._lateness_us = int(C.ALLOWED_LATENESS_SECS * US)
         self._disorder_us = int(C.MAX_DISORDER_SECS * US)
+        #: current values (and rules without ``window``) are over the raw samples of [now - this, now)
+        self._current_secs = int(settings.current_window_secs)
         #: minute start -> that minute's statistics per role tag (one-row dense arrays)
         self._ledger: dict[int, DenseStats] = {}
         #: window size -> window start -> running statistics of its closed minutes
@@ -129,7 +132,7 @@ class RuleEngine:
                 )
             if not assets:
                 continue
-            w = rule.window_secs if rule.window_secs not in (None, C.CURRENT_WINDOW_SECS) else None
+            w = rule.window_secs if rule.window_secs not in (None, self._current_secs) else None
             rows = np.asarray([row_of[a] for a in assets], dtype=np.intp)
             self._groups.setdefault(w, []).append(
                 _Compiled(rule, i, tuple(assets), _rule_exprs(rule, i), rows)
@@ -370,9 +373,10 @@ class RuleEngine:
     def _evaluation_frames(
         self, window: pl.DataFrame, ts: pl.Series, now_us: int
     ) -> dict[int | None, pl.DataFrame]:
-        """Signals and KPIs of the current minute and of each rule window, in one evaluation.
+        """Signals and KPIs of the current window and of each rule window, in one evaluation.
 
-        Label 0 is the current minute: raw samples of [now - 60 s, now). A rule window up to
+        Label 0 is the current window: raw samples of [now - current_window_secs, now), whatever its
+        length (the agent keeps at least that many raw samples, agent/config.py). A rule window up to
         ``RAW_WINDOW_MAX_SECS`` is read from raw samples too; a longer one is its rolling sum of
         closed minutes plus the open minute. A tag without a good sample in the last
         ``stale_after_secs`` counts as having no good data in every one of them.
@@ -384,13 +388,13 @@ class RuleEngine:
             labels[gw] = i
         raw: dict[int, DenseStats] = {}
         rolled: dict[int, DenseStats] = {}
-        longest_raw = max([C.CURRENT_WINDOW_SECS, *(w for w in labels if w and w <= C.RAW_WINDOW_MAX_SECS)])
+        longest_raw = max([self._current_secs, *(w for w in labels if w and w <= C.RAW_WINDOW_MAX_SECS)])
         tail = self._slice_from(window, ts, now_us - longest_raw * US)
         open_minute = wm // MINUTE_US * MINUTE_US
         recent = [m for m in self._ledger if m + MINUTE_US > wm - self._stale_us]
         for w, label in labels.items():
-            secs = w or C.CURRENT_WINDOW_SECS
-            if secs <= C.RAW_WINDOW_MAX_SECS:
+            secs = w or self._current_secs
+            if w is None or secs <= C.RAW_WINDOW_MAX_SECS:
                 lo = now_us - secs * US
                 rows = tail.filter((pl.col("ts") >= from_us(lo)) & (pl.col("ts") < from_us(now_us)))
                 raw[label] = self.model.window_stats(rows, label)
@@ -416,7 +420,7 @@ class RuleEngine:
 
     # -------------------------------------------------------------- outputs
     def _latest(self, current: pl.DataFrame) -> dict[str, dict[str, tuple[float | None, str]]]:
-        """asset -> KPI -> (value, unit) of the current minute, built with C-level zips.
+        """asset -> KPI -> (value, unit) of the current window, built with C-level zips.
 
         At 10k tags this is ~18k tuples per tick: the per-asset pickers are prepared once, so the
         tick spends ~2 ms here instead of ~8 (and makes fewer objects for the garbage collector).
@@ -446,7 +450,7 @@ class RuleEngine:
             basis = 3600
             if values is None:
                 values = {k: v for k, (v, _u) in latest.get(a.id, {}).items()}
-                basis = C.CURRENT_WINDOW_SECS
+                basis = self._current_secs
             indicators = (
                 [
                     (k, k)
@@ -479,7 +483,7 @@ class RuleEngine:
 
         Conditions are evaluated for all assets at once; only pairs whose ``when`` holds or that are
         pending or firing go through the state machine (NULL acts as false there). Suppressions are
-        always read on the current minute: a rule on a rolling hour still stops while the kiln is
+        always read on the current values: a rule on a rolling hour still stops while the kiln is
         stopped *now*. Rows of every frame are in asset (config) order.
         """
         events = [_resolved_orphan(ev, now) for ev in self._orphans]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -91,6 +92,28 @@ def test_outbox_retention_is_a_positive_number_of_days(tmp_path: Path) -> None:
     assert cfg.mqtt is not None and cfg.mqtt.outbox_retention_days == 7.0
     text = VALID.replace('url = "mqtts://broker.example:8883"', 'url = "mqtts://broker.example:8883"\noutbox_retention_days = 0')
     assert _problems(tmp_path, text) == ["mqtt.outbox_retention_days: Input should be greater than 0"]
+
+
+def test_current_window_defaults_to_a_minute_and_must_fit_in_the_raw_samples_kept(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, VALID))
+    assert cfg.agent.current_window_secs == 60 and cfg.rule_settings().current_window_secs == 60
+    site = 'site = "plant1"'
+    cfg = load_config(_write(tmp_path, VALID.replace(site, site + "\ncurrent_window_secs = 10")))
+    assert cfg.rule_settings().current_window_secs == 10
+    # up to window_secs (default 300), and raising window_secs makes room
+    longer = site + "\ncurrent_window_secs = 900\nwindow_secs = 900"
+    assert load_config(_write(tmp_path, VALID.replace(site, longer))).agent.current_window_secs == 900
+    assert _problems(tmp_path, VALID.replace(site, site + "\ncurrent_window_secs = 600")) == [
+        "agent.current_window_secs: 600 s is longer than the raw samples kept (agent.window_secs = 300);"
+        " raise window_secs or shorten it"
+    ]
+    assert _problems(tmp_path, VALID.replace(site, site + "\ncurrent_window_secs = 4")) == [
+        "agent.current_window_secs: Input should be greater than or equal to 5"
+    ]
+    too_long = site + "\ncurrent_window_secs = 7200\nwindow_secs = 7200"
+    assert _problems(tmp_path, VALID.replace(site, too_long)) == [
+        "agent.current_window_secs: Input should be less than or equal to 3600"
+    ]
 
 
 def test_bad_data_type_names_the_key_path(tmp_path: Path) -> None:
@@ -237,3 +260,79 @@ def test_sample_config_for_the_simulator_is_valid() -> None:
     sample = Path(__file__).parents[2] / "deploy" / "kilnwatch-sim.toml"
     cfg = load_config(sample)
     assert {a.type for a in cfg.assets} >= {"kiln", "raw_mill", "cement_mill", "whr", "plant"}
+
+
+# ---------------------------------------------------------------- agent.snapshot_path vs agent.db_path
+# The snapshot is written beside its target and renamed over it: pointed at the live database (or its
+# WAL) it would replace the file the agent writes, which then holds only the rows up to that snapshot.
+
+
+def _agent_paths(db_path: str, snapshot_path: str) -> str:
+    return VALID.replace(
+        'db_path = "data/kilnwatch.duckdb"', f'db_path = "{db_path}"\nsnapshot_path = "{snapshot_path}"'
+    )
+
+
+def _snapshot_problems(tmp_path: Path, db_path: str, snapshot_path: str) -> list[str]:
+    return _problems(tmp_path, _agent_paths(db_path, snapshot_path))
+
+
+def test_snapshot_path_equal_to_db_path_is_rejected(tmp_path: Path) -> None:
+    db = str(tmp_path / "data" / "k.duckdb")
+    problems = _snapshot_problems(tmp_path, db, db)
+    assert len(problems) == 1 and problems[0].startswith("agent.snapshot_path: ")
+    assert "agent.db_path" in problems[0] and db in problems[0]
+
+
+def test_snapshot_path_equal_to_db_path_through_relative_paths_is_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # relative paths are relative to the directory the agent runs in
+    for existing in (False, True):  # the data directory need not exist yet
+        if existing:
+            (tmp_path / "data").mkdir()
+        problems = _snapshot_problems(tmp_path, "data/k.duckdb", "./data/../data/k.duckdb")
+        assert len(problems) == 1 and problems[0].startswith("agent.snapshot_path: ")
+        assert "working directory" in problems[0]
+
+
+def test_snapshot_path_that_is_a_symlink_to_the_database_is_rejected(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "k.duckdb"
+    db.write_bytes(b"")
+    link = tmp_path / "snapshot.duckdb"
+    os.symlink(db, link)
+    problems = _snapshot_problems(tmp_path, str(db), str(link))
+    assert len(problems) == 1 and problems[0].startswith("agent.snapshot_path: ")
+    # a symlinked directory: the snapshot file does not exist yet, its parent resolves to data/
+    alias = tmp_path / "alias"
+    os.symlink(data, alias)
+    problems = _snapshot_problems(tmp_path, str(db), str(alias / "k.duckdb"))
+    assert len(problems) == 1 and problems[0].startswith("agent.snapshot_path: ")
+    # and a symlinked db_path is resolved too
+    problems = _snapshot_problems(tmp_path, str(alias / "k.duckdb"), str(db))
+    assert len(problems) == 1 and problems[0].startswith("agent.snapshot_path: ")
+
+
+def test_snapshot_path_on_the_database_wal_is_rejected(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    problems = _snapshot_problems(tmp_path, str(db), str(db) + ".wal")
+    assert len(problems) == 1 and problems[0].startswith("agent.snapshot_path: ")
+    assert "k.duckdb.wal" in problems[0]
+
+
+def test_snapshot_path_beside_the_database_is_accepted(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    for name in ("k-snapshot.duckdb", "k.duckdb.snapshot", "audit/k.duckdb"):
+        snap = tmp_path / name
+        cfg = load_config(_write(tmp_path, _agent_paths(str(db), str(snap))))
+        assert cfg.agent.snapshot_path == str(snap)
+
+
+def test_check_config_rejects_snapshot_path_on_the_database_in_one_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "k.duckdb")
+    r = _cli("check-config", "--config", str(_write(tmp_path, _agent_paths(db, db))))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("agent.snapshot_path: ")

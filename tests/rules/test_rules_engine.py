@@ -24,7 +24,7 @@ from rules.constants import ALLOWED_LATENESS_SECS
 from rules.engine import RuleEngine
 from rules.history import evaluate_history
 from rules.kpi import compute_kpis
-from rules.packs import load_rules
+from rules.packs import load_rules, parse_rule_pack
 
 KILN = {**EXAMPLE1_KILN, "target_specific_heat_kcal_per_kg": 850.0}
 MILL = {
@@ -105,6 +105,62 @@ def test_latest_holds_the_current_minute_and_units() -> None:
     clinker, unit = result.latest["kiln1"]["clinker_tph"]
     assert clinker == pytest.approx(112.5) and unit == "t/h"
     assert "kiln1" in result.grades and "fails grade 3" in str(result.grades["kiln1"])
+
+
+FEED_HIGH = """
+[[rule]]
+id = "test.feed_high"
+asset_type = "cement_mill"
+when = "feed_tph > 100"
+for = "0s"
+"""
+
+
+def _step_latency(current_window_secs: int | None, *, step_at: int = 303, every_secs: int = 10) -> float:
+    """Data-time seconds from a feed step 50 -> 150 t/h (threshold 100, halfway) to the alert firing."""
+    rules, _, problems = parse_rule_pack(FEED_HIGH, "test.toml")
+    assert not problems
+    agent = {} if current_window_secs is None else {"current_window_secs": current_window_secs}
+    engine = RuleEngine(make_config([MILL], **agent).rule_settings(), rules)
+    before = samples({"cm1.feed_tph": 50.0, "cm1.power_kw": 4000.0}, seconds=step_at)
+    after = samples(
+        {"cm1.feed_tph": 150.0, "cm1.power_kw": 4000.0}, start=T0 + timedelta(seconds=step_at), seconds=300
+    )
+    _, events, _ = tick_through(
+        engine,
+        pl.concat([before, after]),
+        start=T0 + timedelta(seconds=60),
+        end=T0 + timedelta(seconds=600),
+        every_secs=every_secs,
+        keep_secs=300,
+    )
+    assert [e.state for e in events] == ["firing"]
+    return (events[0].ts - (T0 + timedelta(seconds=step_at))).total_seconds()
+
+
+def test_current_window_secs_sets_how_soon_a_step_change_fires_a_rule_without_window() -> None:
+    """docs/rules.md "Alert latency": a rule without ``window`` sees a step after f x current_window
+    (f = where the threshold lies within the step, 0.5 here), then waits for the next tick (< E),
+    then ``for``: latency in [f W + for, f W + for + E + sample period)."""
+    short, default, explicit_60 = _step_latency(10), _step_latency(None), _step_latency(60)
+    assert 5 <= short < 5 + 10 + 1
+    assert 30 <= default < 30 + 10 + 1  # the 60 s default is unchanged
+    assert explicit_60 == default
+    # exactly: the step at 303 s; ticks every 10 s from 60 s; the first tick with more than half of
+    # the window after the step is 310 s (7 of 10 samples) and 340 s (37 of 60)
+    assert (short, default) == (7.0, 37.0)
+    assert _step_latency(10, every_secs=2) == 7.0  # 308 s holds exactly half: mean 100 is not > 100
+
+
+def test_latest_follows_the_current_window() -> None:
+    engine = RuleEngine(make_config([MILL], current_window_secs=10).rule_settings())
+    before = samples({"cm1.feed_tph": 50.0}, seconds=55)
+    after = samples({"cm1.feed_tph": 150.0}, start=T0 + timedelta(seconds=55), seconds=5)
+    result = engine.tick(pl.concat([before, after]), T0 + timedelta(seconds=60))
+    assert result.latest["cm1"]["feed_tph"][0] == pytest.approx(100.0)  # [50 s, 60 s): half each
+    default = RuleEngine(make_config([MILL]).rule_settings())
+    result = default.tick(pl.concat([before, after]), T0 + timedelta(seconds=60))
+    assert result.latest["cm1"]["feed_tph"][0] == pytest.approx((55 * 50 + 5 * 150) / 60)
 
 
 def test_a_tag_silent_for_longer_than_stale_after_counts_as_no_data() -> None:
