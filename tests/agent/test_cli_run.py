@@ -149,3 +149,28 @@ def test_demo_speed_divides_every_built_in_rule_duration(tmp_path: Path) -> None
         assert rule.for_secs == max(1, round(builtin[rid].for_secs / 10)), rid
         assert rule.when.text == builtin[rid].when.text
     assert sped["kiln.specific_heat.high"].window_secs == 360  # 60 min / 10
+
+
+@pytest.mark.asyncio
+async def test_once_piped_to_a_file_keeps_full_names_units_and_one_number_format(
+    sim: SimulatedPlant, tmp_path: Path
+) -> None:
+    """Not a TTY (and no COLUMNS): rich used to assume 80 columns and cut KPI names with "…"."""
+    cfg, _ = _write_config(sim, tmp_path, flush_every_secs=5)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "once", "--config", str(cfg),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "…" not in text
+    kpi_line = next(line for line in text.splitlines() if "specific_heat_kcal_per_kg_clinker" in line)
+    assert "kcal/kg" in kpi_line
+    assert "." not in kpi_line.split("│")[3]  # kcal/kg: 0 decimals
+    signal_header = next(line for line in text.splitlines() if "tag" in line and "quality" in line)
+    assert "unit" in signal_header
+    ph_exit = next(line for line in text.splitlines() if "kiln1.ph_exit_temp_c" in line)
+    assert "°C" in ph_exit
+    assert "-0.0" not in text and "-0 " not in text
