@@ -72,19 +72,22 @@ def _check_rules(cfg: Config) -> None:
 
 
 async def _run(cfg: Config) -> None:
+    from agent import storage
     from agent.pipeline import Agent
 
     stop = asyncio.Event()
     stop_on_signals(stop)
-    agent = Agent(cfg)
-    log.info(
-        "kilnwatch agent for site %s: %d source(s), %d asset(s), database %s",
-        cfg.agent.site,
-        len(agent.connectors),
-        len(cfg.assets),
-        cfg.agent.db_path,
-    )
-    await agent.run(stop)
+    # the daemon recovers from a damaged file (moved aside, one WARNING); auditor commands never do
+    with contextlib.closing(storage.connect(cfg.agent.db_path, recover=True)) as con:
+        agent = Agent(cfg, con=con)
+        log.info(
+            "kilnwatch agent for site %s: %d source(s), %d asset(s), database %s",
+            cfg.agent.site,
+            len(agent.connectors),
+            len(cfg.assets),
+            cfg.agent.db_path,
+        )
+        await agent.run(stop)
     log.info("kilnwatch agent for site %s stopped", cfg.agent.site)
 
 
@@ -199,6 +202,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> None:
+    from agent import storage
     from agent.broker import EmbeddedBroker
     from agent.pipeline import Agent
     from simulator.runner import SimulatedPlant
@@ -223,7 +227,9 @@ async def _demo(args: argparse.Namespace) -> None:
             data["agent"]["flush_every_secs"] = 2
             data["mqtt"] = MqttSection(url=broker.url, protocol=broker.protocol).model_dump(exclude_none=True)
             cfg = parse_config(data)
-            agent = Agent(cfg)
+            # as ``run``: a damaged --db file is moved aside (one WARNING) and a new one started
+            con = stack.enter_context(contextlib.closing(storage.connect(cfg.agent.db_path, recover=True)))
+            agent = Agent(cfg, con=con)
             print(
                 f"kilnwatch demo: plant simulator on modbus 127.0.0.1:{sim.modbus_port} and "
                 f"{sim.opcua_endpoint}; MQTT broker {broker.url}\n"

@@ -142,20 +142,140 @@ def in_use_message(path: str | Path, duckdb_message: str) -> str:
     )
 
 
-def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+class DatabaseDamagedError(CliError):
+    """The database file is damaged (not a DuckDB file, truncated, bad checksums): one line, exit 2."""
+
+
+#: DuckDB's words for a file that is not (or no longer) a readable database: a torn or foreign
+#: header, a truncated file, a block whose checksum no longer matches, a catalog that cannot be read.
+_DAMAGE = re.compile(
+    r"not a valid duckdb database|could not read enough bytes|corrupt|checksum|failed to deserializ"
+    r"|serializ|invalid block|block id",
+    re.IGNORECASE,
+)
+#: rows read at each end of every table by the start-up check (one row group or two: bounded)
+CHECK_ROWS = 2048
+
+
+def _is_lock_error(exc: duckdb.Error) -> bool:
+    return "could not set lock" in str(exc).lower()  # not "lock" alone: "block" is in other errors
+
+
+def _is_damage(exc: duckdb.Error) -> bool:
+    return not _is_lock_error(exc) and (
+        isinstance(exc, (duckdb.InternalException, duckdb.SerializationException))
+        or bool(_DAMAGE.search(str(exc)))
+    )
+
+
+def damaged_message(path: str | Path, exc: BaseException) -> str:
+    """One line naming the file and DuckDB's first line about it."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return (
+        f"{path}: cannot open as a DuckDB database, the file is damaged ({first}); nothing was changed: "
+        'see docs/auditors.md, "A damaged database", for recovering what still reads'
+    )
+
+
+def check_integrity(con: duckdb.DuckDBPyConnection) -> None:
+    """Bounded-cost start-up check: read the catalog, count each table, read its first and last rows.
+
+    Reading a block makes DuckDB verify its checksum, so a torn header, a truncated file or bytes
+    overwritten near the end (where the agent appends) raise here. The cost does not grow with the
+    file: ``count(*)`` comes from row-group metadata and ``rowid >=`` skips to the last row group.
+    Damage in the middle of a large table is only found when a query reads that block.
+    """
+    tables = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND NOT temporary ORDER BY schema_name, table_name"
+    ).fetchall()
+    for schema, table in tables:
+        name = f'"{schema.replace(chr(34), chr(34) * 2)}"."{table.replace(chr(34), chr(34) * 2)}"'
+        n = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+        con.execute(f"SELECT * FROM {name} LIMIT {CHECK_ROWS}").fetchall()
+        con.execute(f"SELECT * FROM {name} WHERE rowid >= ?", [max(int(n) - CHECK_ROWS, 0)]).fetchall()
+
+
+def _open_checked(path: str | Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open and check; a locked file raises :class:`DatabaseInUseError`, damage ``duckdb.Error``.
+
+    An existing file is checked through a read-only connection first, so a damaged file is never
+    opened for writing (no WAL replay or checkpoint into it): it keeps its bytes.
+    """
+    if not read_only and str(path) != ":memory:" and Path(path).exists():
+        _open_checked(path, True).close()
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        if _is_lock_error(exc):
+            raise DatabaseInUseError(in_use_message(path, str(exc)), EXIT_USAGE) from None
+        raise
+    if str(path) == ":memory:":
+        return con
+    try:
+        check_integrity(con)
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.close()
+        raise
+    return con
+
+
+def damaged_name(path: Path, now: datetime | None = None) -> Path:
+    """``site.duckdb.damaged-20261129T103000Z`` (UTC), with ``-2``, ``-3`` ... if that is taken."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = path.with_name(f"{path.name}.damaged-{stamp}")
+    candidate, i = base, 1
+    while candidate.exists() or Path(f"{candidate}.wal").exists():
+        i += 1
+        candidate = base.with_name(f"{base.name}-{i}")
+    return candidate
+
+
+def move_aside(path: str | Path) -> Path:
+    """Rename a damaged database (and its ``.wal``, kept next to it so DuckDB still finds it)."""
+    src = Path(path)
+    dst = damaged_name(src)
+    src.rename(dst)
+    wal = Path(f"{src}.wal")
+    if wal.exists():
+        wal.rename(f"{dst}.wal")
+    return dst
+
+
+def connect(path: str | Path, *, read_only: bool = False, recover: bool = False) -> duckdb.DuckDBPyConnection:
     """Open (and create, unless read-only) the site database with the schema in place.
 
     A file locked by another process raises :class:`DatabaseInUseError` (a one-line ``CliError``,
     exit 2): the one place every command - ``run``, ``demo``, the auditor commands - gets it from.
+
+    Every open runs :func:`check_integrity` (bounded cost). A damaged file raises
+    :class:`DatabaseDamagedError` (one line, exit 2) and is left exactly as it was - the auditor
+    commands never move evidence. Only the daemon passes ``recover=True``: the damaged file and its
+    ``.wal`` are renamed ``<name>.damaged-<UTC stamp>``, one WARNING names both paths, and a new
+    database is started so ingest goes on.
     """
     if str(path) != ":memory:" and not read_only:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        if "could not set lock" not in str(exc).lower():  # not "lock" alone: "block" is in other errors
+        con = _open_checked(path, read_only)
+    except DatabaseInUseError:
+        raise
+    except duckdb.Error as exc:
+        if not _is_damage(exc):
             raise
-        raise DatabaseInUseError(in_use_message(path, str(exc)), EXIT_USAGE) from None
+        if not recover or read_only or str(path) == ":memory:":
+            raise DatabaseDamagedError(damaged_message(path, exc), EXIT_USAGE) from None
+        moved = move_aside(path)
+        log.warning(
+            "damaged database %s (%s) moved to %s; started a new database at %s "
+            '(docs/auditors.md, "A damaged database", to recover rows)',
+            path,
+            (str(exc).strip().splitlines() or [type(exc).__name__])[0],
+            moved,
+            path,
+        )
+        con = _open_checked(path, read_only)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         ensure_schema(con)

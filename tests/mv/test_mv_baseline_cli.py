@@ -224,7 +224,7 @@ def test_not_a_database_file_is_a_one_line_error_in_a_real_process(tmp_path: Pat
          "--out", str(tmp_path / "r.html")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a damaged or foreign file: nothing to retry (agent/storage.py)
     assert "cannot open as a DuckDB database" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
