@@ -13,7 +13,6 @@ run on a laptop far from the plant.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -239,9 +238,6 @@ class Config(StrictModel):
 
     def tag_units(self) -> dict[str, str]:
         return {t.name: t.unit for t in self.all_tags()}
-
-    def assets_matching(self, pattern: str) -> list[Asset]:
-        return [a for a in self.assets if fnmatch.fnmatchcase(a.id, pattern)]
 
     def rule_settings(self) -> RuleSettings:
         """The view of this site that the KPI library and the rule engine take (rules/assets.py)."""

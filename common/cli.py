@@ -20,9 +20,6 @@ EXIT_USAGE = 2
 #: A subcommand: parsed arguments in, exit code out.
 Handler = Callable[[argparse.Namespace], int]
 
-#: ``sub`` of :meth:`argparse.ArgumentParser.add_subparsers`, to which command groups add parsers.
-SubParsers = argparse._SubParsersAction
-
 
 class CliError(Exception):
     """A user-facing failure: printed as one line, exit code attached."""

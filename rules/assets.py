@@ -9,7 +9,6 @@ docs/kpis.md.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -223,6 +222,3 @@ class RuleSettings:
     #: [now - this, now); the caller keeps at least this many seconds of raw samples in the window.
     current_window_secs: int = CURRENT_WINDOW_SECS
 
-    def assets_matching(self, pattern: str) -> list[Asset]:
-        """Assets whose id matches a rule's ``asset`` glob."""
-        return [a for a in self.assets if fnmatch.fnmatchcase(a.id, pattern)]
