@@ -40,6 +40,11 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     n_tags = len(cfg.all_tags())
     print(f"{args.config}: OK ({len(cfg.sources)} sources, {n_tags} tags, {len(cfg.assets)} assets)")
+    # values the plant did not give, so an auditor sees which numbers are defaults (docs/kpis.md §9.1)
+    for i, a in enumerate(cfg.assets):
+        for j, f in enumerate(a.fuels or ()):
+            for d in f.defaults_used():
+                print(f"note: assets[{i}].fuels[{j}] ({a.id} {f.name}): default {d}")
     return EXIT_OK
 
 

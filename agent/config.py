@@ -78,6 +78,13 @@ class AgentSection(StrictModel):
     snapshot_path: str | None = None
     #: How often the auditor snapshot is rewritten.
     snapshot_every_secs: float = Field(default=3600, ge=60)
+    #: Label of the money KPIs and report columns (e.g. ``CNY``, ``EUR``); a label only, no conversion.
+    currency: str = Field(default="", max_length=8, pattern=r"^[A-Za-z$€¥£]*$")
+    #: Indirect CO2 of purchased electricity, kg/kWh, for the power CO2 KPIs (docs/kpis.md §11 lists
+    #: national and regional factors with their year and source); unset = no power CO2 KPIs.
+    grid_co2_kg_per_kwh: float | None = Field(default=None, ge=0, le=2)
+    #: Electricity price per kWh in currency, for the power cost KPIs; unset = no power cost KPIs.
+    electricity_price_per_kwh: float | None = Field(default=None, ge=0, le=100)
 
     @field_validator("shifts")
     @classmethod
@@ -251,6 +258,9 @@ class Config(StrictModel):
             stale_after_secs=self.agent.stale_after_secs,
             rule_files=tuple(self.agent.rule_files),
             current_window_secs=self.agent.current_window_secs,
+            currency=self.agent.currency,
+            grid_co2_kg_per_kwh=self.agent.grid_co2_kg_per_kwh,
+            electricity_price_per_kwh=self.agent.electricity_price_per_kwh,
         )
 
 

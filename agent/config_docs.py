@@ -28,7 +28,7 @@ from agent.config import AgentSection, Config, MqttSection
 from connectors.base import SourceBase
 from connectors.modbus_config import ModbusSource, ModbusTag
 from connectors.opcua_config import OpcuaSource, OpcuaTag
-from rules.assets import TAG_ROLES, Asset
+from rules.assets import CATEGORY_DEFAULTS, FUEL_DEFAULTS, TAG_ROLES, Asset, Fuel, FuelAnalysis
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
@@ -36,6 +36,9 @@ DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 _UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("_mj_per_kg", "MJ/kg"),
     ("_kg_per_gj", "kg CO2/GJ"),
+    ("co2_kg_per_kwh", "kg CO2/kWh"),
+    ("_per_kwh", "currency/kWh"),
+    ("_per_gj", "currency/GJ"),
     ("_kg_per_t", "kg/t"),
     ("_kcal_per_kg", "kcal/kg"),
     ("_cm2_per_g", "cm²/g"),
@@ -187,6 +190,103 @@ def _doc(model: type[BaseModel]) -> str:
     return " ".join(line.strip() for line in (model.__doc__ or "").strip().splitlines()).replace("``", "`")
 
 
+_FUELS_EXAMPLE = """\
+A kiln lists the fuels it fires, each with its own feeders, NCV, CO2 factor and biogenic share
+(docs/kpis.md §9 explains the CSI/GCCA categories and what each KPI means). This kiln co-fires coal
+(two feeders, the fuel the controller trims), RDF, tyres (NCV from a lab tag) and wood:
+
+```toml
+[agent]
+site = "plant1"
+currency = "CNY"                    # label of the money KPIs
+grid_co2_kg_per_kwh = 0.5306        # China national average 2023 (docs/kpis.md §11)
+electricity_price_per_kwh = 0.65
+
+[[assets]]
+id = "kiln1"
+type = "kiln"
+feed_to_clinker = 1.6
+kiln_feed_tph = "kiln1.feed_tph"
+nominal_feed_tph = 340.0
+power_kw = ["kiln1.main_drive_kw", "kiln1.id_fan_kw"]
+ph_exit_temp_c = "kiln1.ph_exit_temp_c"
+ph_exit_o2_pct = "kiln1.ph_exit_o2_pct"      # extractive analyser: o2_basis = "dry" (default)
+kiln_inlet_co_pct = "kiln1.kiln_inlet_co_pct"
+clinker_temp_c = "kiln1.clinker_temp_c"
+# reference state of the loss split (docs/kpis.md §10): target SHC and the design values
+target_specific_heat_kcal_per_kg = 730.0
+design_ph_exit_temp_c = 305.0
+design_ph_exit_o2_pct = 3.5
+design_clinker_temp_c = 150.0
+
+  [[assets.fuels]]
+  name = "coal"
+  category = "fossil"
+  tph = ["kiln1.main_burner_coal_tph", "kiln1.calciner_coal_tph"]
+  ncv_mj_per_kg = 25.0
+  co2_kg_per_gj = 96.0
+  price_per_gj = 29.1
+  marginal = true
+    [assets.fuels.analysis]          # optional: flue gas from the composition
+    c_pct = 64.0
+    h_pct = 4.0
+    o_pct = 7.0
+    n_pct = 1.2
+    s_pct = 0.8
+    moisture_pct = 8.0
+
+  [[assets.fuels]]
+  name = "rdf"
+  category = "alternative_fossil"
+  tph = "kiln1.rdf_tph"
+  ncv_mj_per_kg = 16.0
+  co2_kg_per_gj = 88.0
+  biogenic_fraction = 0.45           # from the lab (14C or selective dissolution)
+
+  [[assets.fuels]]
+  name = "tyres"
+  category = "alternative_fossil"
+  fuel_type = "tyres"                # default CO2 factor 85 and biogenic share 0.20
+  tph = "kiln1.tyres_tph"
+  ncv_tag = "lab.tyres_ncv_mj_per_kg"
+
+  [[assets.fuels]]
+  name = "wood"
+  category = "biomass"               # biogenic share 1 by default
+  tph = "kiln1.wood_tph"
+  ncv_mj_per_kg = 12.0
+
+[[assets]]
+id = "cm1"
+type = "cement_mill"
+feed_tph = "cm1.feed_tph"
+clinker_feed_tph = "cm1.clinker_feeder_tph"
+mic_moisture_pct = 2.5
+kiln = "kiln1"
+```
+
+The kiln then reports `fuel_coal_gj_per_h` ... `fuel_wood_gj_per_h`, the heat input over all fuels,
+`thermal_substitution_pct`, `biomass_energy_pct`, gross, net and biogenic CO2 per t clinker, the
+five loss terms and the money of the deviation; the cement mill `clinker_factor_pct` and
+`co2_gross_kg_per_t_cement`. The single-fuel keys (`fuel_tph`, `fuel_ncv_mj_per_kg`, ...) still work
+and mean one fossil fuel; they cannot be combined with `[[assets.fuels]]`.
+"""
+
+
+def _fuel_defaults() -> str:
+    rows = [
+        f"| `{name}` | {cat} | {ef:g} | {b:g} |" for name, (cat, ef, b) in sorted(FUEL_DEFAULTS.items())
+    ]
+    cats = [f"| (no `fuel_type`) | {cat} | {ef:g} | {b:g} |" for cat, (ef, b) in CATEGORY_DEFAULTS.items()]
+    return (
+        "Defaults when `co2_kg_per_gj` or `biogenic_fraction` is left out (docs/kpis.md §9.1; "
+        "`check-config` lists every default it used, so an auditor sees which values are the plant's):\n\n"
+        "| `fuel_type` | category | kg CO2/GJ | biogenic share |\n|---|---|---|---|\n"
+        + "\n".join(rows + cats)
+        + "\n"
+    )
+
+
 def render() -> str:
     """The whole reference, deterministic (same models, same text)."""
     common = frozenset(SourceBase.model_fields)
@@ -202,6 +302,9 @@ def render() -> str:
         f"#### `[[sources.tags]]` (OPC UA)\n\n{_doc(OpcuaTag)}\n\n{_table(OpcuaTag)}",
         f"## `[[assets]]`\n\n{_doc(Asset)} Which roles apply to which asset type:\n\n"
         "| type | roles (tag or list of tags) |\n|---|---|\n" + roles + "\n\n" + _table(Asset),
+        f"### `[[assets.fuels]]` (kilns)\n\n{_doc(Fuel)}\n\n{_table(Fuel)}\n{_fuel_defaults()}",
+        f"#### `[assets.fuels.analysis]`\n\n{_doc(FuelAnalysis)}\n\n{_table(FuelAnalysis)}",
+        f"### Example: a kiln firing four fuels, and its cement mill\n\n{_FUELS_EXAMPLE}",
     ]
     assert Config.model_fields.keys() == {"agent", "mqtt", "sources", "assets"}, "new section: document it"
     return "\n".join(parts)

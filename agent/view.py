@@ -95,8 +95,7 @@ def explaining_tags(agent: Agent) -> list[str]:
             wanted += [*needs.get(name, ()), name]
         for role in [r for r in wanted if r in roles] + list(roles):
             out += roles[role]
-        if asset.fuel_ncv_tag:
-            out.append(asset.fuel_ncv_tag)
+        out += asset.all_tags()
     return list(dict.fromkeys(out))
 
 

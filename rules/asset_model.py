@@ -21,11 +21,10 @@ import numpy.typing as npt
 import polars as pl
 
 from rules import constants as C
-from rules.assets import Asset, RuleSettings
+from rules.assets import Asset, RuleSettings, as_tag_list
 from rules.catalogue import (
     ALL_ROLES,
     EXTERNAL,
-    KPI_UNITS,
     KPIS,
     MILLS,
     NCV,
@@ -37,12 +36,14 @@ from rules.catalogue import (
     unit_of,
 )
 from rules.dense import DenseStats, TagIndex, combine_roles
+from rules.fuels import FuelSlots, fuel_kpi, ncv_role, tph_role
+from rules.losses import LossPlan, loss_columns, loss_plans
 from rules.stages import SMALL_ENGINE, stage_a, stage_c
 
 
 # ------------------------------------------------------------------------------------ build steps
 def _kiln_links(assets: Sequence[Asset], by_id: dict[str, Asset]) -> tuple[dict[str, str | None], list[str]]:
-    """The kiln each raw mill, coal mill and WHR unit belongs to (None for every other asset).
+    """The kiln each raw, coal and cement mill and WHR unit belongs to (None for every other asset).
 
     Cross-asset KPIs (mill power per t clinker, WHR per t clinker: docs/kpis.md §2, §5) group a kiln
     with its linked assets under one key, so each link is resolved once, here. A WHR unit keeps the
@@ -55,7 +56,7 @@ def _kiln_links(assets: Sequence[Asset], by_id: dict[str, Asset]) -> tuple[dict[
     def link_of(i: int, a: Asset) -> str | None:
         if a.type == "whr":
             return a.kiln
-        if a.type not in ("raw_mill", "coal_mill"):
+        if a.type not in ("raw_mill", "coal_mill", "cement_mill"):
             return None
         if a.kiln is not None:
             if a.kiln in by_id and by_id[a.kiln].type == "kiln":
@@ -69,8 +70,9 @@ def _kiln_links(assets: Sequence[Asset], by_id: dict[str, Asset]) -> tuple[dict[
 
 
 def _credited_kiln(a: Asset, by_id: dict[str, Asset], links: dict[str, str | None]) -> Asset | None:
-    """The asset a WHR unit names as its kiln (None for other assets and for an unknown id)."""
-    return by_id.get(links[a.id] or "") if a.type == "whr" else None
+    """The kiln a WHR unit is credited to or a cement mill grinds the clinker of (None for other
+    assets and for an unknown id)."""
+    return by_id.get(links[a.id] or "") if a.type in ("whr", "cement_mill") else None
 
 
 def _role_map(assets: Sequence[Asset]) -> pl.DataFrame:
@@ -78,7 +80,7 @@ def _role_map(assets: Sequence[Asset]) -> pl.DataFrame:
 
     The model's tag index and its per-role gather arrays are derived from this frame. The NCV tag
     role appears under the value's name (:data:`rules.catalogue.NCV`); a tag listed twice in one
-    role counts once.
+    role counts once. Each kiln fuel's feeders and NCV tag are the slot roles of rules/fuels.py.
     """
     rm_rows: list[dict[str, object]] = []
     for a in assets:
@@ -93,6 +95,21 @@ def _role_map(assets: Sequence[Asset]) -> pl.DataFrame:
                         "how": role_aggregation(name),
                         "n_tags": len(set(tags)),
                     }
+                )
+        for k, f in enumerate(a.fuel_list()):
+            slot_roles = [(tph_role(k), as_tag_list(f.tph))]
+            if f.ncv_tag is not None:
+                slot_roles.append((ncv_role(k), [f.ncv_tag]))
+            for name, tags in slot_roles:
+                rm_rows.extend(
+                    {
+                        "tag": t,
+                        "asset": a.id,
+                        "role": name,
+                        "how": role_aggregation(name),
+                        "n_tags": len(set(tags)),
+                    }
+                    for t in dict.fromkeys(tags)
                 )
     return pl.DataFrame(
         rm_rows,
@@ -136,6 +153,17 @@ def _calcination(a: Asset) -> float:
     return a.calcination_co2_kg_per_t
 
 
+def _marginal(a: Asset, what: str) -> float | None:
+    """The marginal fuel's fossil CO2 factor (kg/GJ, biogenic share excluded) or price per GJ: what a
+    kiln's excess heat is rated with (docs/kpis.md §11). None when not configured."""
+    f = a.marginal_fuel()
+    if f is None:
+        return None
+    if what == "co2":
+        return f.co2_factor * (1.0 - f.biogenic)
+    return f.price_per_gj
+
+
 def _min_feed_of(mills: list[Asset]) -> float:
     """Feed below which a kiln's linked mills count as idle (their standby power is then charged per t
     clinker as measured, docs/kpis.md §2)."""
@@ -175,7 +203,12 @@ def _param_rows(
                 "feed_to_clinker": a.feed_to_clinker if a.type == "kiln" else None,
                 "_ncv_const": a.fuel_ncv_mj_per_kg if a.type == "kiln" else None,
                 "_ncv_from_tag": a.type == "kiln" and a.fuel_ncv_tag is not None,
-                "fuel_co2_kg_per_gj": a.co2_kg_per_gj if a.type == "kiln" else None,
+                "fuel_co2_kg_per_gj": a.co2_kg_per_gj if a.type == "kiln" and a.fuels is None else None,
+                "_marg_co2": _marginal(a, "co2"),
+                "_marg_price": _marginal(a, "price"),
+                "design_ph_exit_o2_pct": a.design_ph_exit_o2_pct,
+                "design_clinker_temp_c": a.design_clinker_temp_c,
+                "mic_moisture_pct": (a.mic_moisture_pct or 0.0) if a.type == "cement_mill" else None,
                 "calcination_co2_kg_per_t": _calcination(a) if a.type == "kiln" else None,
                 "nominal_feed_tph": nominal_feed,
                 "nominal_clinker_tph": _nominal_clinker(a if kiln is None else kiln),
@@ -207,6 +240,11 @@ def _params_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
             "_ncv_const": pl.Float64,
             "_ncv_from_tag": pl.Boolean,
             "fuel_co2_kg_per_gj": pl.Float64,
+            "_marg_co2": pl.Float64,
+            "_marg_price": pl.Float64,
+            "design_ph_exit_o2_pct": pl.Float64,
+            "design_clinker_temp_c": pl.Float64,
+            "mic_moisture_pct": pl.Float64,
             "calcination_co2_kg_per_t": pl.Float64,
             "nominal_feed_tph": pl.Float64,
             "nominal_clinker_tph": pl.Float64,
@@ -225,20 +263,46 @@ def _params_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
     ).with_columns(pl.lit(None, dtype=pl.Float64).alias(n) for n in EXTERNAL)
 
 
-def _asset_kpis(a: Asset, roles: set[str], kiln: Asset | None) -> tuple[KpiSpec, ...]:
+def _asset_kpis(
+    a: Asset, roles: set[str], kiln: Asset | None, prow: dict[str, object]
+) -> tuple[KpiSpec, ...]:
     """The catalogue KPIs that apply to an asset, in catalogue order (docs/kpis.md, KPI index).
 
-    A KPI applies when the asset's type is listed and the asset has every role the KPI needs (and a
-    WHR unit's kiln every role the KPI needs from it): a KPI that could never have a value is not
-    emitted. A kiln's own kWh/t also needs both its feed and its power tags.
+    A KPI applies when the asset's type is listed, the asset has every role the KPI needs (one of
+    ``any_of``), every parameter it needs has a value in the asset's parameter row, and a WHR unit's
+    or cement mill's kiln has every role the KPI needs from it: a KPI that could never have a value
+    is not emitted. A kiln's own kWh/t also needs both its feed and its power tags.
     """
-    kiln_roles = set(kiln.roles()) if kiln is not None else set()
+    kiln_roles = _kpi_roles(kiln) if kiln is not None else set()
     specs = tuple(
-        k for k in KPIS if a.type in k.types and set(k.needs) <= roles and set(k.kiln_needs) <= kiln_roles
+        k
+        for k in KPIS
+        if a.type in k.types
+        and set(k.needs) <= roles
+        and set(k.kiln_needs) <= kiln_roles
+        and all(prow.get(p) is not None for p in k.params)
+        and (not k.any_of or bool(set(k.any_of) & roles))
     )
     if a.type == "kiln" and not (a.kiln_feed_tph and a.power_kw):
         specs = tuple(k for k in specs if k.name != "specific_power_kwh_per_t")
     return specs
+
+
+def _kpi_roles(a: Asset) -> set[str]:
+    """Role names as the KPIs see them: the NCV tag under the value's name, and a kiln with fuels
+    (listed or single) has ``fuel_tph`` and the NCV (rules/fuels.py computes both)."""
+    roles = {NCV if r == "fuel_ncv_tag" else r for r in a.roles()}
+    if a.type == "kiln" and a.fuel_list():
+        roles |= {"fuel_tph", NCV}
+    return roles
+
+
+def _fuel_specs(a: Asset) -> tuple[KpiSpec, ...]:
+    """One ``fuel_<name>_gj_per_h`` KPI per listed fuel of a kiln (docs/kpis.md §9)."""
+    return tuple(
+        KpiSpec(fuel_kpi(f.name), "GJ/h", ("kiln",), ("fuel_tph",), f"{f.name} t/h x its NCV", "§9")
+        for f in a.fuels or ()
+    )
 
 
 def _asset_vocabulary(
@@ -247,6 +311,7 @@ def _asset_vocabulary(
     links: dict[str, str | None],
     rows: list[dict[str, object]],
     tag_units: dict[str, str],
+    site: dict[str, object],
 ) -> tuple[dict[str, tuple[KpiSpec, ...]], dict[str, frozenset[str]], dict[str, dict[str, str]]]:
     """Per asset: the KPIs that apply, every name a rule may read on it, and the unit of each name.
 
@@ -259,13 +324,14 @@ def _asset_vocabulary(
     available: dict[str, frozenset[str]] = {}
     units: dict[str, dict[str, str]] = {}
     for a in assets:
-        roles = {NCV if r == "fuel_ncv_tag" else r for r in a.roles()}
-        if a.type == "kiln" and a.fuel_ncv_mj_per_kg is not None:
-            roles.add(NCV)
+        roles = _kpi_roles(a)
         kiln = _credited_kiln(a, by_id, links)
-        specs = _asset_kpis(a, roles, kiln)
-        kpis_by_asset[a.id] = specs
         prow = next(r for r in rows if r["asset"] == a.id)
+        specs = _asset_kpis(a, roles, kiln, {**prow, **site})
+        if a.fuels:
+            at = next(i for i, k in enumerate(specs) if k.name == "heat_input_gj_per_h") + 1
+            specs = specs[:at] + _fuel_specs(a) + specs[at:]
+        kpis_by_asset[a.id] = specs
         names = roles | {k.name for k in specs} | {p for p in PARAMS if prow.get(p) is not None}
         names |= set(EXTERNAL)
         if a.type == "whr" and kiln is not None and kiln.kiln_feed_tph is not None:
@@ -274,19 +340,42 @@ def _asset_vocabulary(
             names.add("production_running")
         available[a.id] = frozenset(names)
         u = {n: unit_of(n, tag_units, a.role_tags(n)) for n in names}
+        u.update({k.name: _unit(k.unit, site) for k in specs})
         if NCV in names:
             u[NCV] = "MJ/kg"
+        u["excess_power_cost_per_h"] = _unit("/h", site)
         units[a.id] = u
     return kpis_by_asset, available, units
 
 
-def _applicable(kpis_by_asset: dict[str, tuple[KpiSpec, ...]]) -> pl.DataFrame:
+def _unit(unit: str, site: dict[str, object]) -> str:
+    """A money unit is per hour in the site's currency (``CNY/h``); other units as catalogued."""
+    return f"{site.get('currency') or ''}{unit}" if unit == "/h" else unit
+
+
+def _applicable(
+    kpis_by_asset: dict[str, tuple[KpiSpec, ...]], units: dict[str, dict[str, str]]
+) -> pl.DataFrame:
     """(asset, kpi, unit) of every KPI that applies to an asset, assets in config order."""
     return pl.DataFrame(
-        [(a, k.name, k.unit) for a, specs in kpis_by_asset.items() for k in specs],
+        [(a, k.name, units[a][k.name]) for a, specs in kpis_by_asset.items() for k in specs],
         schema={"asset": pl.String, "kpi": pl.String, "unit": pl.String},
         orient="row",
     )
+
+
+#: Fuel columns of the signal frame (rules/fuels.py), NULL on assets without fuels.
+_FUEL_COLUMNS: tuple[str, ...] = (
+    "_heat",
+    "_e_alt",
+    "_e_bio",
+    "_co2_fossil",
+    "_co2_alt",
+    "_co2_bio",
+    "_gas_co2",
+    "_gas_h2o",
+    "_gas_n2",
+)
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -304,6 +393,8 @@ class AssetModel:
     roles_used: tuple[str, ...]
     units: dict[str, dict[str, str]]
     net_whr: bool
+    #: Every kiln's fuels as (asset x slot) arrays (rules/fuels.py).
+    fuel_slots: FuelSlots
     problems: tuple[str, ...] = ()
     #: (asset, kpi, unit) of every KPI that applies to an asset: the rows :meth:`kpi_rows` emits.
     applicable: pl.DataFrame = field(default_factory=pl.DataFrame)
@@ -311,16 +402,29 @@ class AssetModel:
     _tag_index: TagIndex = field(init=False, repr=False, compare=False)
     _kpi_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _kpi_mask: npt.NDArray[np.bool_] = field(init=False, repr=False, compare=False)
+    _kpi_units: dict[str, str] = field(init=False, repr=False, compare=False)
     _asset_index: dict[str, int] = field(init=False, repr=False, compare=False)
     _gather: dict[str, npt.NDArray[np.intp]] = field(init=False, repr=False, compare=False)
+    _loss_plans: tuple[LossPlan, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_stages", (stage_a(), stage_c(self.net_whr)))
+        fuel_kpis = self.fuel_slots.fuel_kpis
+        object.__setattr__(self, "_stages", (stage_a(fuel_kpis), stage_c(self.net_whr)))
         tag_index = TagIndex.of(self.role_map.get_column("tag").to_list())
         index = tag_index.position
         object.__setattr__(self, "_tag_index", tag_index)
-        # (asset x KPI) applicability in config order x catalogue order: the rows kpi_rows emits
-        kpi_names = tuple(k.name for k in KPIS if any(k in specs for specs in self.kpis_by_asset.values()))
+        # (asset x KPI) applicability in config order x catalogue order (each listed fuel's KPI after
+        # the heat input): the rows kpi_rows emits
+        order: list[str] = []
+        for k in KPIS:
+            order += [k.name, *fuel_kpis] if k.name == "heat_input_gj_per_h" else [k.name]
+        present = {k.name for specs in self.kpis_by_asset.values() for k in specs}
+        kpi_names = tuple(n for n in order if n in present)
+        kpi_units: dict[str, str] = {}
+        for a, specs in self.kpis_by_asset.items():
+            for k in specs:
+                kpi_units.setdefault(k.name, self.units[a][k.name])
+        object.__setattr__(self, "_kpi_units", kpi_units)
         asset_ids = self.params.get_column("asset").to_list()
         mask = np.zeros((len(asset_ids), len(kpi_names)), dtype=bool)
         for i, a in enumerate(asset_ids):
@@ -342,6 +446,7 @@ class AssetModel:
                 g[row, : len(idx)] = idx
             gather[role] = g
         object.__setattr__(self, "_gather", gather)
+        object.__setattr__(self, "_loss_plans", loss_plans(self.assets, self.kpis_by_asset))
 
     # -------------------------------------------------------------- construction
     @classmethod
@@ -362,8 +467,13 @@ class AssetModel:
         role_map = _role_map(assets)
         roles_used = tuple(r for r in ALL_ROLES if r in set(role_map["role"].to_list()))
         rows = _param_rows(assets, by_id, links)
+        site: dict[str, object] = {
+            "currency": settings.currency,
+            "grid_co2_kg_per_kwh": settings.grid_co2_kg_per_kwh,
+            "electricity_price_per_kwh": settings.electricity_price_per_kwh,
+        }
         kpis_by_asset, available, units = _asset_vocabulary(
-            assets, by_id, links, rows, dict(settings.tag_units)
+            assets, by_id, links, rows, dict(settings.tag_units), site
         )
         return cls(
             site=settings.site,
@@ -376,8 +486,9 @@ class AssetModel:
             roles_used=roles_used,
             units=units,
             net_whr=settings.net_whr_in_comprehensive_power,
+            fuel_slots=FuelSlots.build(assets),
             problems=tuple(problems),
-            applicable=_applicable(kpis_by_asset),
+            applicable=_applicable(kpis_by_asset, units),
         )
 
     # -------------------------------------------------------------- tag statistics (rules/dense.py)
@@ -441,21 +552,68 @@ class AssetModel:
             cut = np.broadcast_to(np.asarray(stale_before_us, dtype=np.int64), (n_w,))
             mean = np.where(d.last_good >= cut[:, None], mean, np.nan)
         cols: list[pl.Series] = [pl.Series("window", np.repeat(wins, n_a), dtype=pl.Int64)]
-        for role in ALL_ROLES:
+        values: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+
+        def combine(role: str, how: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
             gather = self._gather.get(role)
-            if gather is None:
+            return None if gather is None else combine_roles(mean, gf, gather, how)
+
+        for role in ALL_ROLES:
+            got = combine(role, role_aggregation(role))
+            if got is not None:
+                values[role] = got
+        # fuels (rules/fuels.py): heat input, CO2 parts and per-fuel heat of every kiln; a kiln with
+        # fuels takes fuel_tph (what its coal mill grinds) and a listed kiln its NCV (heat-weighted
+        # mean) from them, so the single-fuel formulas read the same columns for both layouts
+        fuel_cols = self.fuel_slots.columns(combine, n_w) if self.fuel_slots.n_slots else {}
+        if fuel_cols:
+            has, listed = self.fuel_slots.has_fuel, self.fuel_slots.listed
+            heat, heat_gf = fuel_cols["_heat"]
+            coal = fuel_cols["_coal_tph"][0]
+            base_v, base_g = values.get(
+                "fuel_tph", (np.full((n_w, n_a), np.nan), np.full((n_w, n_a), np.nan))
+            )
+            values["fuel_tph"] = (np.where(has, coal, base_v), np.where(has, heat_gf, base_g))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mix_ncv = heat / fuel_cols["_tph_total"][0]
+            ncv_v, ncv_g = values.get(NCV, (np.full((n_w, n_a), np.nan), np.full((n_w, n_a), np.nan)))
+            values[NCV] = (np.where(listed, mix_ncv, ncv_v), np.where(listed, heat_gf, ncv_g))
+        for role in ALL_ROLES:
+            if role not in values:
                 none = pl.repeat(None, n_w * n_a, dtype=pl.Float64, eager=True)
                 cols += [none.alias(role), none.alias(f"{role}__gf")]
                 continue
-            value, good = combine_roles(mean, gf, gather, role_aggregation(role))
+            value, good = values[role]
             cols.append(pl.Series(role, value.reshape(-1), dtype=pl.Float64, nan_to_null=True))
             cols.append(pl.Series(f"{role}__gf", good.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+        for name in _FUEL_COLUMNS:
+            if name not in fuel_cols:
+                cols.append(pl.repeat(None, n_w * n_a, dtype=pl.Float64, eager=True).alias(name))
+                continue
+            value, good = fuel_cols[name]
+            cols.append(pl.Series(name, value.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+            if name == "_heat":
+                cols.append(pl.Series("_heat__gf", good.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+        if not fuel_cols:
+            cols.append(pl.repeat(None, n_w * n_a, dtype=pl.Float64, eager=True).alias("_heat__gf"))
+        cols += loss_columns(self._loss_plans, values, fuel_cols, (n_w, n_a))
+        for name in self.fuel_slots.fuel_kpis:
+            value, good = fuel_cols[name]
+            cols.append(pl.Series(f"_f_{name}", value.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+            cols.append(pl.Series(f"_f_{name}__gf", good.reshape(-1), dtype=pl.Float64, nan_to_null=True))
         frame = self.params.gather(np.tile(np.arange(n_a), n_w)) if n_w else self.params.clear()
         frame = frame.with_columns(cols)
-        # NCV: the tag when one is configured, else the configured constant (docs/kpis.md §1).
+        # NCV: the tag when one is configured, else the configured constant (docs/kpis.md §1); a kiln
+        # with listed fuels has its mean NCV from above (its _ncv_from_tag is false, constant NULL).
         return frame.with_columns(
-            pl.when(pl.col("_ncv_from_tag")).then(pl.col(NCV)).otherwise(pl.col("_ncv_const")).alias(NCV),
-            pl.when(pl.col("_ncv_from_tag")).then(pl.col(f"{NCV}__gf")).otherwise(1.0).alias(f"{NCV}__gf"),
+            pl.when(pl.col("_ncv_from_tag") | pl.col("_ncv_const").is_null())
+            .then(pl.col(NCV))
+            .otherwise(pl.col("_ncv_const"))
+            .alias(NCV),
+            pl.when(pl.col("_ncv_from_tag") | pl.col("_ncv_const").is_null())
+            .then(pl.col(f"{NCV}__gf"))
+            .otherwise(1.0)
+            .alias(f"{NCV}__gf"),
         )
 
     def kpi_frame(self, signals: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
@@ -499,6 +657,8 @@ class AssetModel:
             from_kiln("min_product_tph").alias("_k_min"),
             from_kiln("kiln_feed_tph").alias("_k_feed"),
             from_kiln("kiln_feed_tph__gf").alias("_k_gf"),
+            from_kiln("co2_gross_kg_per_t_clinker").alias("_k_co2_gross"),
+            from_kiln("co2_gross_kg_per_t_clinker__gf").alias("_k_co2_gross_gf"),
         )
         prod = (
             a.filter(t.is_in(["kiln", *MILLS]))
@@ -569,7 +729,7 @@ class AssetModel:
                 kpis.get_column("asset").gather(row),
                 pl.Series("kpi", names, dtype=pl.String).gather(k),
                 flat("").alias("value"),
-                pl.Series("unit", [KPI_UNITS[x] for x in names], dtype=pl.String).gather(k),
+                pl.Series("unit", [self._kpi_units[x] for x in names], dtype=pl.String).gather(k),
                 pl.repeat(window_secs, len(keep), dtype=pl.Int32, eager=True).alias("window_secs"),
                 flat("__gf").alias("good_fraction"),
                 reason.alias("reason"),

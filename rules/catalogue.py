@@ -46,6 +46,9 @@ PARAMS: tuple[str, ...] = (
     "nominal_clinker_tph",
     "target_specific_heat_kcal_per_kg",
     "design_ph_exit_temp_c",
+    "design_ph_exit_o2_pct",
+    "design_clinker_temp_c",
+    "mic_moisture_pct",
     "rated_power_kw",
     "typical_specific_power_kwh_per_t",
     "fuel_co2_kg_per_gj",
@@ -56,7 +59,15 @@ PARAMS: tuple[str, ...] = (
 #: Names fed from outside the sample stream (:meth:`rules.engine.RuleEngine.set_external`), NULL
 #: until fed: ``baseline_deviation_pct`` = 100·(actual − expected)/expected of the asset's live M&V
 #: baseline over the last hour (docs/kpis.md §8 mill inefficiency: kWh/t > EnB prediction × 1.10).
-EXTERNAL: tuple[str, ...] = ("baseline_deviation_pct",)
+#: ``excess_energy_kwh_per_h`` = energy above that baseline per hour, and its money
+#: (``excess_power_cost_per_h``, × electricity price) and CO2 (``excess_power_co2_kg_per_h``, × grid
+#: factor) (docs/kpis.md §11).
+EXTERNAL: tuple[str, ...] = (
+    "baseline_deviation_pct",
+    "excess_energy_kwh_per_h",
+    "excess_power_cost_per_h",
+    "excess_power_co2_kg_per_h",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +82,20 @@ class KpiSpec:
     ref: str
     #: Roles the credited kiln must have (WHR KPIs per t of that kiln's clinker).
     kiln_needs: tuple[str, ...] = ()
+    #: Asset parameters that must be configured (a target, design values, a price).
+    params: tuple[str, ...] = ()
+    #: At least one of these roles must be configured (the CO loss: PH exit or kiln inlet CO).
+    any_of: tuple[str, ...] = ()
+    #: Site settings that must be configured (``grid_co2_kg_per_kwh``, ``electricity_price_per_kwh``).
+    site: tuple[str, ...] = ()
 
+
+#: Parameters the loss attribution needs: the target (= design specific heat) and the design state.
+LOSS_PARAMS: tuple[str, ...] = (
+    "target_specific_heat_kcal_per_kg",
+    "design_ph_exit_temp_c",
+    "design_ph_exit_o2_pct",
+)
 
 #: Asset types that grind (own product = mill feed; docs/kpis.md §2).
 MILLS: tuple[str, ...] = ("raw_mill", "coal_mill", "cement_mill")
@@ -180,6 +204,150 @@ KPIS: tuple[KpiSpec, ...] = (
         "compressor kW / plant kW x 100",
         "§8",
     ),
+    # ---- fuels and CSI/GCCA protocol CO2 (docs/kpis.md §9); per-fuel ``fuel_<name>_gj_per_h``
+    # KPIs are added per site by the asset model (rules/fuels.py)
+    KpiSpec(
+        "thermal_substitution_pct",
+        "%",
+        ("kiln",),
+        ("fuel_tph",),
+        "heat of alternative fossil/mixed + biomass fuels / kiln heat input x 100",
+        "§9",
+    ),
+    KpiSpec(
+        "biomass_energy_pct",
+        "%",
+        ("kiln",),
+        ("fuel_tph",),
+        "sum of fuel heat x biogenic share / kiln heat input x 100",
+        "§9",
+    ),
+    KpiSpec(
+        "co2_gross_kg_per_t_clinker",
+        "kg/t",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "calcination + fossil CO2 of all kiln fuels (biogenic share excluded) / clinker",
+        "§9",
+    ),
+    KpiSpec(
+        "co2_net_kg_per_t_clinker",
+        "kg/t",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "gross - fossil CO2 of alternative fuels, per t clinker",
+        "§9",
+    ),
+    KpiSpec(
+        "co2_biogenic_kg_per_t_clinker",
+        "kg/t",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "biogenic CO2 of the fuels per t clinker (memo item, in neither gross nor net)",
+        "§9",
+    ),
+    # ---- loss attribution (docs/kpis.md §10): deviation from target = sum of the five
+    KpiSpec(
+        "loss_exit_gas_temp_kcal_per_kg",
+        "kcal/kg",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph", "ph_exit_temp_c"),
+        "Shapley share of the preheater exit temperature (with fuel feedback)",
+        "§10",
+        params=LOSS_PARAMS,
+    ),
+    KpiSpec(
+        "loss_excess_air_kcal_per_kg",
+        "kcal/kg",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph", "ph_exit_o2_pct"),
+        "Shapley share of the preheater exit O2 (excess and false air)",
+        "§10",
+        params=LOSS_PARAMS,
+    ),
+    KpiSpec(
+        "loss_co_kcal_per_kg",
+        "kcal/kg",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "Shapley share of CO (PH exit; kiln inlet CO = upper bound)",
+        "§10",
+        params=LOSS_PARAMS,
+        any_of=("ph_exit_co_pct", "kiln_inlet_co_pct"),
+    ),
+    KpiSpec(
+        "loss_clinker_temp_kcal_per_kg",
+        "kcal/kg",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph", "clinker_temp_c"),
+        "Shapley share of the clinker temperature at the cooler exit",
+        "§10",
+        params=(*LOSS_PARAMS, "design_clinker_temp_c"),
+    ),
+    KpiSpec(
+        "loss_unattributed_kcal_per_kg",
+        "kcal/kg",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "measured - modelled specific heat (shell, cooler air, feed chemistry, weigher/NCV error)",
+        "§10",
+        params=LOSS_PARAMS,
+    ),
+    KpiSpec(
+        "steady_state_flag",
+        "flag",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "1 when the window's kiln feed is at least 80 % of nominal, else 0 (informs the loss split)",
+        "§10",
+        params=("nominal_feed_tph",),
+    ),
+    # ---- money and CO2 of the deviation from target (docs/kpis.md §11)
+    KpiSpec(
+        "excess_heat_gj_per_h",
+        "GJ/h",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "(specific heat - target) kcal/kg x 4.1868e-3 x clinker t/h",
+        "§11",
+        params=("target_specific_heat_kcal_per_kg",),
+    ),
+    KpiSpec(
+        "excess_fuel_cost_per_h",
+        "/h",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "excess heat GJ/h x marginal fuel price per GJ",
+        "§11",
+        params=("target_specific_heat_kcal_per_kg", "_marg_price"),
+    ),
+    KpiSpec(
+        "excess_co2_kg_per_h",
+        "kg/h",
+        ("kiln",),
+        ("kiln_feed_tph", "fuel_tph"),
+        "excess heat GJ/h x marginal fuel CO2 factor x (1 - biogenic share)",
+        "§11",
+        params=("target_specific_heat_kcal_per_kg", "_marg_co2"),
+    ),
+    # ---- clinker factor (docs/kpis.md §9)
+    KpiSpec(
+        "clinker_factor_pct",
+        "%",
+        ("cement_mill",),
+        ("feed_tph", "clinker_feed_tph"),
+        "clinker / (clinker + (feed - clinker) x (1 - MIC moisture)) x 100, dry basis",
+        "§9",
+    ),
+    KpiSpec(
+        "co2_gross_kg_per_t_cement",
+        "kg/t",
+        ("cement_mill",),
+        ("feed_tph", "clinker_feed_tph"),
+        "clinker factor x the kiln's gross CO2 per t clinker (direct only)",
+        "§9",
+        kiln_needs=("kiln_feed_tph", "fuel_tph"),
+    ),
 )
 KPI_BY_NAME: dict[str, KpiSpec] = {k.name: k for k in KPIS}
 KPI_UNITS: dict[str, str] = {k.name: k.unit for k in KPIS}
@@ -197,13 +365,15 @@ def vocabulary_for(asset_type: str) -> frozenset[str]:
     """Names that can exist on an asset of this type (rule load check when ``asset_type`` is given)."""
     names = set(ROLES_BY_TYPE[asset_type]) | {k.name for k in KPIS if asset_type in k.types}
     params = {
-        "kiln": {p for p in PARAMS if p not in ("typical_specific_power_kwh_per_t",)},
+        "kiln": {p for p in PARAMS if p not in ("typical_specific_power_kwh_per_t", "mic_moisture_pct")},
         "whr": {"nominal_feed_tph", "nominal_clinker_tph"},
         "plant": {"rated_power_kw"},
     }.get(
         asset_type,
         {"nominal_feed_tph", "rated_power_kw", "typical_specific_power_kwh_per_t", "min_product_tph"},
     )
+    if asset_type == "cement_mill":
+        params = params | {"mic_moisture_pct"}
     names |= params | set(EXTERNAL)
     if asset_type == "whr":
         names |= set(WHR_INHERITED)
@@ -214,6 +384,9 @@ _UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("_kcal_per_kg", "kcal/kg"),
     ("_mj_per_kg", "MJ/kg"),
     ("_kwh_per_t", "kWh/t"),
+    ("_kwh_per_h", "kWh/h"),
+    ("_kg_per_h", "kg/h"),
+    ("_gj_per_h", "GJ/h"),
     ("_cm2_per_g", "cm2/g"),
     ("_kg_per_gj", "kg/GJ"),
     ("_kg_per_t", "kg/t"),

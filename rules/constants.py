@@ -72,3 +72,14 @@ REASON_PLANT_STOPPED: Final = "plant stopped"
 REASON_O2_AT_AIR: Final = "o2 at air level"
 REASON_IMPLAUSIBLE: Final = "implausible value"
 REASON_PARTIAL: Final = "partial data"
+REASON_NO_FUEL: Final = "no fuel"
+#: The CO loss from kiln-inlet CO: the calciner may burn that CO out (docs/kpis.md §10).
+REASON_UPPER_BOUND: Final = "upper bound (CO at kiln inlet)"
+#: The unattributed remainder is over half the deviation, or of the other sign (docs/kpis.md §10).
+REASON_LOW_CONFIDENCE: Final = "low confidence"
+#: Reasons stored beside a value that is kept (they qualify it); every other reason means NULL.
+INFORMATIONAL_REASONS: Final = (REASON_PARTIAL, REASON_UPPER_BOUND, REASON_LOW_CONFIDENCE)
+
+# --- loss attribution (docs/kpis.md §10) ---------------------------------------------------------------
+#: A window is steady (the loss split is representative) with kiln feed at least this share of nominal.
+STEADY_FEED_FRACTION: Final = 0.8

@@ -105,6 +105,8 @@ class RuleEngine:
         self._hourly: dict[str, dict[str, float | None]] = {}
         self._external: dict[str, dict[str, float]] = {}
         self._groups: dict[int | None, list[_Compiled]] = {}
+        #: names that are columns of the evaluation frames (messages may show any of them)
+        self._columns = frozenset().union(*self.model.available.values()) if self.model.available else frozenset()
         self._asset_ids = [a.id for a in self.model.assets]
         row_of = {a: i for i, a in enumerate(self._asset_ids)}
         #: rows of the (rule, asset) pairs that are pending or firing, per rule id
@@ -135,7 +137,7 @@ class RuleEngine:
             w = rule.window_secs if rule.window_secs not in (None, self._current_secs) else None
             rows = np.asarray([row_of[a] for a in assets], dtype=np.intp)
             self._groups.setdefault(w, []).append(
-                _Compiled(rule, i, tuple(assets), _rule_exprs(rule, i), rows)
+                _Compiled(rule, i, tuple(assets), _rule_exprs(rule, i, self._columns), rows)
             )
         self._suppress_by_index = {
             c.index: suppress_expr(c.rule, c.index) for cs in self._groups.values() for c in cs
@@ -506,10 +508,12 @@ class RuleEngine:
                 suppressed = supp.get_column(f"s{k}").fill_null(False).to_numpy()
                 val = cond.get_column(f"v{k}").to_numpy()
                 thr = cond.get_column(f"t{k}").to_numpy()
+                shown = {n: cond.get_column(f"m{k}_{n}").to_list() for n in c.rule.message_names}
                 for i in todo:
                     asset = self._asset_ids[i]
                     obs = Observation(bool(when[i]), bool(clear[i]), bool(suppressed[i]))
-                    ev = self._step(c.rule, asset, now, obs, val[i], thr[i])
+                    extra = {n: finite(v[i]) for n, v in shown.items()}
+                    ev = self._step(c.rule, asset, now, obs, val[i], thr[i], extra)
                     if self.tracker.state(c.rule.id, asset).phase is Phase.IDLE:
                         active.discard(i)
                     else:
@@ -519,7 +523,14 @@ class RuleEngine:
         return events
 
     def _step(
-        self, rule: Rule, asset: str, now: datetime, obs: Observation, value: object, threshold: object
+        self,
+        rule: Rule,
+        asset: str,
+        now: datetime,
+        obs: Observation,
+        value: object,
+        threshold: object,
+        extra: dict[str, float | None] | None = None,
     ) -> AlertEvent | None:
         """Advance the (rule, asset) state machine; the alert event when it fired or resolved."""
         got = self.tracker.observe(rule.id, asset, now, obs, rule.for_secs)
@@ -536,6 +547,7 @@ class RuleEngine:
             finite(value),
             finite(threshold),
             suppressed=obs.suppressed is True,
+            extra=extra,
         )
 
     def _event(
@@ -550,10 +562,13 @@ class RuleEngine:
         threshold: float | None,
         *,
         suppressed: bool = False,
+        extra: dict[str, float | None] | None = None,
     ) -> AlertEvent:
         vname = rule.value_name()
         unit = rule.unit if rule.unit is not None else self.model.units[asset].get(vname or "", "")
         fields: dict[str, object] = {
+            **(extra or {}),
+            "currency": self.settings.currency,
             "value": value,
             "threshold": threshold,
             "unit": unit,
@@ -623,8 +638,9 @@ def from_us(us: int) -> datetime:
     return datetime.fromtimestamp(us // US, tz=UTC).replace(microsecond=us % US)
 
 
-def _rule_exprs(rule: Rule, k: int) -> tuple[pl.Expr, ...]:
-    """when / clear / value / threshold of rule ``k`` as aliased expressions."""
+def _rule_exprs(rule: Rule, k: int, columns: frozenset[str]) -> tuple[pl.Expr, ...]:
+    """when / clear / value / threshold of rule ``k``, and the names its message shows, as aliased
+    expressions (a message name the site has no column for is NULL, shown as ``n/a``)."""
     when = rule.when.expr()
     clear = rule.clear.expr() if rule.clear is not None else ~when.fill_null(False)
     cmp = rule.when.first_comparison()
@@ -635,6 +651,10 @@ def _rule_exprs(rule: Rule, k: int) -> tuple[pl.Expr, ...]:
         clear.alias(f"c{k}"),
         value.cast(pl.Float64).alias(f"v{k}"),
         thr.cast(pl.Float64).alias(f"t{k}"),
+        *(
+            (pl.col(kpi_column(n)) if n in columns else pl.lit(None)).cast(pl.Float64).alias(f"m{k}_{n}")
+            for n in rule.message_names
+        ),
     )
 
 

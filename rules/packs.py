@@ -15,7 +15,7 @@ import logging
 import re
 import string
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -102,6 +102,15 @@ class Rule:
                 out |= c.names
         return frozenset(out)
 
+    @property
+    def message_names(self) -> tuple[str, ...]:
+        """KPIs, roles and parameters the message templates show besides the alert's own fields."""
+        out: dict[str, None] = {}
+        for tmpl in (self.message, self.resolved_message):
+            for name in message_fields(tmpl or ""):
+                out[name] = None
+        return tuple(out)
+
     def applies_to(self, asset_id: str, asset_type: str) -> bool:
         if self.asset_types and asset_type not in self.asset_types:
             return False
@@ -113,28 +122,68 @@ class Rule:
 
 
 # ------------------------------------------------------------------------------------------ templates
+#: Per-fuel heat KPIs are named by the configured fuels (docs/kpis.md §9).
+_FUEL_KPI = re.compile(r"^fuel_[a-z][a-z0-9_]*_gj_per_h$")
+#: Longest message a template may produce; widths and precisions above this many digits are refused
+#: (a ``{value:99999999}`` would build a 100 MB alert).
+MAX_MESSAGE_CHARS = 1000
+_MAX_SPEC_NUMBER = 100
+
+
+def message_fields(template: str) -> list[str]:
+    """Names in a template besides the alert's own fields and ``currency`` (KPIs, roles, parameters)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return []
+    return [n for _, n, _, _ in parsed if n and n not in TEMPLATE_FIELDS and n != "currency"]
+
+
 def _check_template(template: str) -> str | None:
     try:
         fields = list(string.Formatter().parse(template))
     except ValueError as exc:
         return f"bad message template ({exc})"
+    if len(template) > MAX_MESSAGE_CHARS:
+        return f"message template longer than {MAX_MESSAGE_CHARS} characters"
+    sample: dict[str, object] = {
+        "value": 1.0,
+        "threshold": 2.0,
+        "unit": "x",
+        "asset": "a",
+        "rule": "r",
+        "severity": "info",
+        "site": "s",
+        "currency": "CNY",
+    }
     for _, name, spec, _conv in fields:
         if name is None:
             continue
-        if name not in TEMPLATE_FIELDS:
-            return f"message field {{{name}}} is not one of {', '.join(sorted(TEMPLATE_FIELDS))}"
+        if name not in TEMPLATE_FIELDS and name != "currency":
+            if name in VOCABULARY or _FUEL_KPI.match(name):
+                sample[name] = 1.0
+            else:
+                allowed = ", ".join(sorted(TEMPLATE_FIELDS | {"currency"}))
+                return f"message field {{{name}}} is not one of {allowed}, a KPI, a signal role or a parameter"
         if spec and "{" in spec:
             return "nested fields in a message template are not supported"
+        if spec and any(int(n) > _MAX_SPEC_NUMBER for n in re.findall(r"\d+", spec)):
+            return f"format {{{name}:{spec}}}: width or precision above {_MAX_SPEC_NUMBER}"
     try:
-        sample = {"value": 1.0, "threshold": 2.0, "unit": "x", "asset": "a", "rule": "r", "severity": "info"}
-        string.Formatter().vformat(template, (), {**sample, "site": "s"})
+        rendered = string.Formatter().vformat(template, (), sample)
     except (ValueError, TypeError) as exc:
         return f"bad message template ({exc})"
+    if len(rendered) > MAX_MESSAGE_CHARS:
+        return f"message longer than {MAX_MESSAGE_CHARS} characters"
     return None
 
 
 class _SafeFormatter(string.Formatter):
     """Formats a message; a missing value shows as ``n/a`` instead of failing on ``{value:.0f}``."""
+
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        # a name the message shows but this event has no value for (a resolve without a tick)
+        return kwargs.get(key) if isinstance(key, str) else super().get_value(key, args, kwargs)
 
     def format_field(self, value: Any, format_spec: str) -> str:
         if value is None:
@@ -149,7 +198,8 @@ _FORMATTER = _SafeFormatter()
 
 
 def render_message(template: str, **fields: object) -> str:
-    """Fill a rule's message template (only the fields in :data:`TEMPLATE_FIELDS`)."""
+    """Fill a rule's message template (the fields of :data:`TEMPLATE_FIELDS`, ``currency`` and the
+    message names of the rule, NULL shown as ``n/a``)."""
     return _FORMATTER.vformat(template, (), fields)
 
 

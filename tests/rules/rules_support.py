@@ -26,6 +26,11 @@ def role_tags(assets: Iterable[Mapping[str, Any]]) -> list[str]:
             for t in [value] if isinstance(value, str) else value:
                 if t not in out:
                     out.append(t)
+        for fuel in a.get("fuels") or ():
+            tph = fuel["tph"]
+            for t in [*([tph] if isinstance(tph, str) else tph), *([fuel["ncv_tag"]] if "ncv_tag" in fuel else [])]:
+                if t not in out:
+                    out.append(t)
     return out
 
 

@@ -1,0 +1,141 @@
+"""The loss split of each kiln window (docs/kpis.md §10), wired to the asset model's arrays.
+
+rules/heat_balance.py holds the physics (flue gas, loss terms, Shapley attribution) for one kiln's
+rows; this module decides, once per configuration, which kilns get a split and from which signals
+(:func:`loss_plans`), and per evaluation runs it on the (windows x assets) arrays of the signal frame
+(:func:`loss_columns`). The KPI stages (rules/stages.py) then only guard the ``_loss_*`` columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from rules import constants as C
+from rules.assets import Asset
+from rules.catalogue import KpiSpec
+from rules.heat_balance import GasArrays, LossDesign, attribute_losses
+
+F64 = npt.NDArray[np.float64]
+
+#: Loss split columns of the signal frame (docs/kpis.md §10), NULL where no split applies.
+LOSS_COLUMNS: tuple[str, ...] = ("_loss_t", "_loss_o2", "_loss_co", "_loss_tcl", "_loss_rest")
+
+
+@dataclass(frozen=True, slots=True)
+class LossPlan:
+    """How one kiln's loss split is computed (docs/kpis.md §10): its row, design state and signals."""
+
+    row: int
+    feed_to_clinker: float
+    design: LossDesign
+    t_role: str | None
+    o2_role: str | None
+    co_role: str | None
+    tcl_role: str | None
+    o2k_role: str | None
+
+
+def loss_plans(
+    assets: Sequence[Asset], kpis_by_asset: dict[str, tuple[KpiSpec, ...]]
+) -> tuple[LossPlan, ...]:
+    """A plan per kiln that has the loss KPIs (target, design exit T and O2, feed and fuel configured).
+
+    A signal takes part only when its KPI applies (the clinker term also needs the design clinker
+    temperature); CO measured at the preheater exit is preferred to kiln-inlet CO (an upper bound).
+    """
+    plans: list[LossPlan] = []
+    for i, a in enumerate(assets):
+        have = {k.name for k in kpis_by_asset.get(a.id, ())}
+        if "loss_unattributed_kcal_per_kg" not in have:
+            continue
+        assert a.target_specific_heat_kcal_per_kg is not None and a.feed_to_clinker is not None
+        assert a.design_ph_exit_temp_c is not None and a.design_ph_exit_o2_pct is not None
+        co_role = (
+            "ph_exit_co_pct" if a.ph_exit_co_pct else ("kiln_inlet_co_pct" if a.kiln_inlet_co_pct else None)
+        )
+        design = LossDesign(
+            shc_kcal_per_kg=a.target_specific_heat_kcal_per_kg,
+            ph_exit_temp_c=a.design_ph_exit_temp_c,
+            ph_exit_o2_pct=a.design_ph_exit_o2_pct,
+            clinker_temp_c=a.design_clinker_temp_c
+            if a.design_clinker_temp_c is not None
+            else a.ambient_temp_c,
+            ambient_temp_c=a.ambient_temp_c,
+            o2_basis=a.o2_basis,
+            co_location="kiln_inlet" if co_role == "kiln_inlet_co_pct" else "ph_exit",
+            kiln_burner_fuel_share=a.kiln_burner_fuel_share,
+        )
+        plans.append(
+            LossPlan(
+                row=i,
+                feed_to_clinker=a.feed_to_clinker,
+                design=design,
+                t_role="ph_exit_temp_c" if "loss_exit_gas_temp_kcal_per_kg" in have else None,
+                o2_role="ph_exit_o2_pct" if "loss_excess_air_kcal_per_kg" in have else None,
+                co_role=co_role if "loss_co_kcal_per_kg" in have else None,
+                tcl_role="clinker_temp_c" if "loss_clinker_temp_kcal_per_kg" in have else None,
+                o2k_role="kiln_inlet_o2_pct"
+                if co_role == "kiln_inlet_co_pct" and a.kiln_inlet_o2_pct
+                else None,
+            )
+        )
+    return tuple(plans)
+
+
+def loss_columns(
+    plans: Sequence[LossPlan],
+    values: Mapping[str, tuple[F64, F64]],
+    fuel_cols: Mapping[str, tuple[F64, F64]],
+    shape: tuple[int, int],
+) -> list[pl.Series]:
+    """``_loss_*`` columns of the signal frame, (windows x assets) flattened row-major: the split of
+    docs/kpis.md §10 for every kiln with a plan, NULL elsewhere. ``values`` are the role values and
+    ``fuel_cols`` the fuel columns (rules/fuels.py) of the same evaluation."""
+    arrays = {c: np.full(shape, np.nan) for c in LOSS_COLUMNS}
+    upper = np.zeros(shape, dtype=bool)
+    low = np.zeros(shape, dtype=bool)
+    for plan in plans:
+        i = plan.row
+
+        def col(role: str | None, i: int = i) -> F64 | None:
+            got = values.get(role) if role is not None else None
+            return None if got is None else got[0][:, i]
+
+        feed = col("kiln_feed_tph")
+        heat = fuel_cols["_heat"][0][:, i]
+        if feed is None:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shc = heat * 1000.0 / (feed / plan.feed_to_clinker) / C.KJ_PER_KCAL
+        gas = GasArrays(*(fuel_cols[c][0][:, i] for c in ("_gas_co2", "_gas_h2o", "_gas_n2")))
+        split = attribute_losses(
+            plan.design,
+            gas,
+            shc,
+            col(plan.t_role),
+            col(plan.o2_role),
+            col(plan.co_role),
+            col(plan.tcl_role),
+            col(plan.o2k_role),
+        )
+        for name, v in (
+            ("_loss_t", split.exit_gas_temp),
+            ("_loss_o2", split.excess_air),
+            ("_loss_co", split.co),
+            ("_loss_tcl", split.clinker_temp),
+            ("_loss_rest", split.unattributed),
+        ):
+            if v is not None:
+                arrays[name][:, i] = v
+        upper[:, i] = plan.design.co_location == "kiln_inlet" and plan.co_role is not None
+        upper[:, i] &= split.good
+        low[:, i] = split.low_confidence & split.good
+    out = [pl.Series(c, a.reshape(-1), dtype=pl.Float64, nan_to_null=True) for c, a in arrays.items()]
+    out.append(pl.Series("_loss_co_upper", upper.reshape(-1)).replace(False, None))
+    out.append(pl.Series("_loss_low_conf", low.reshape(-1)).replace(False, None))
+    return out
