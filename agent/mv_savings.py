@@ -10,6 +10,7 @@ savings (docs/kpis.md §7, docs/auditors.md).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 CATCH_UP = timedelta(days=7)
 #: KPI name of the rule hook (a percentage; positive = more energy than the baseline expects).
 DEVIATION_KPI = "baseline_deviation_pct"
+#: Energy above the baseline and its money and CO2, per hour (docs/kpis.md §11, mills with a baseline).
+EXCESS_KWH = "excess_energy_kwh_per_h"
+EXCESS_COST = "excess_power_cost_per_h"
+EXCESS_CO2 = "excess_power_co2_kg_per_h"
 
 
 def _reporting_frame(
@@ -115,8 +120,18 @@ def _insert_savings(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> int:
     ]
     cols.append("fraction")
     con.register("_kw_mv", rows.select(cols))
+    # avoided kWh priced and CO2-rated with the site's settings (docs/kpis.md §11); other units
+    # (kWh/t, GJ) have no price here and stay NULL
+    money = (
+        "CASE WHEN m.unit = 'kWh' THEN m.avoided * s.electricity_price_per_kwh END, "
+        "CASE WHEN m.unit = 'kWh' THEN m.avoided * s.grid_co2_kg_per_kwh END, "
+        "CASE WHEN m.unit = 'kWh' AND s.electricity_price_per_kwh IS NOT NULL THEN s.currency END"
+    )
     try:
-        con.execute(f"INSERT INTO mv_savings ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _kw_mv")
+        con.execute(
+            f"INSERT INTO mv_savings ({', '.join(cols)}, avoided_cost, avoided_co2_kg, currency) "
+            f"SELECT {', '.join('m.' + c for c in cols)}, {money} FROM _kw_mv m LEFT JOIN sites s ON s.site = m.site"
+        )
     finally:
         con.unregister("_kw_mv")
     return rows.height
@@ -274,6 +289,17 @@ def savings_frame(con: duckdb.DuckDBPyConnection, baseline_id: str) -> pl.DataFr
 # Rule hook
 
 
+@dataclass(frozen=True, slots=True)
+class Deviation:
+    """An asset against its live baseline over a recent span (the rule hook, docs/kpis.md §8, §11)."""
+
+    #: 100·(actual − expected)/expected; positive = more energy than the baseline expects.
+    pct: float | None
+    #: Energy above the baseline, kWh per hour (negative = below it); None when the target is not
+    #: energy-like (kWh, or kWh/t with a tonnes driver).
+    excess_kwh_per_h: float | None
+
+
 def recent_deviation(
     con: duckdb.DuckDBPyConnection,
     site: str,
@@ -288,6 +314,25 @@ def recent_deviation(
     Positive = the asset used more than its baseline predicts for the same drivers (the sign a
     "consumption too high" rule wants; docs/kpis.md §8 mill inefficiency: > 10 %). Uses the asset's latest
     baseline (for ``target`` if given). None when there is no baseline or too little data.
+    """
+    d = recent_excess(con, site, asset, hours, now=now, target=target)
+    return None if d is None else d.pct
+
+
+def recent_excess(
+    con: duckdb.DuckDBPyConnection,
+    site: str,
+    asset: str,
+    hours: float,
+    *,
+    now: datetime | None = None,
+    target: str | None = None,
+) -> Deviation | None:
+    """:class:`Deviation` of ``asset`` over the last ``hours`` against its latest baseline.
+
+    The excess energy (docs/kpis.md §11: ΔkWh = (SEC − baseline) × t product) comes from the target's
+    unit: a kWh target gives actual − expected directly; a kWh/t target is multiplied by the tonnes of
+    the baseline's tonnes driver over the same span. Divided by ``hours`` for a rate per hour.
     """
     if hours <= 0:
         raise MVError("hours must be positive")
@@ -317,7 +362,16 @@ def recent_deviation(
     if frame.height == 0:
         return None
     s = savings(b, frame)
-    return deviation_pct(float(s["expected"][0]), float(s["actual"][0]))
+    expected, actual = float(s["expected"][0]), float(s["actual"][0])
+    unit = variables[0].unit
+    excess: float | None = None
+    if unit == "kWh":
+        excess = (actual - expected) / hours
+    elif unit == "kWh/t":
+        tonnes = [v.name for v in variables[1:] if v.unit == "t"]
+        if tonnes and frame[tonnes[0]][0] is not None:
+            excess = (actual - expected) * float(frame[tonnes[0]][0]) / hours
+    return Deviation(deviation_pct(expected, actual), excess)
 
 
 def recent_deviations(
@@ -327,11 +381,69 @@ def recent_deviations(
 
     What the daemon feeds the rule engine every minute (``mill.specific_power.above_baseline``).
     """
+    return {
+        a: d.pct if d is not None else None for a, d in recent_excesses(con, site, now, hours=hours).items()
+    }
+
+
+def recent_excesses(
+    con: duckdb.DuckDBPyConnection, site: str, now: datetime, *, hours: float = 1.0
+) -> dict[str, Deviation | None]:
+    """:class:`Deviation` over the last ``hours`` of every asset with a live baseline."""
     now = to_utc(now)
     return {
-        asset: recent_deviation(con, site, asset, hours, now=now)
+        asset: recent_excess(con, site, asset, hours, now=now)
         for asset in sorted({b.asset for b in live_baselines(con, site)})
     }
+
+
+def excess_values(
+    deviations: dict[str, Deviation | None],
+    *,
+    price_per_kwh: float | None,
+    grid_co2_kg_per_kwh: float | None,
+) -> dict[str, dict[str, float | None]]:
+    """External name -> asset -> value: the deviation and the money and CO2 of the excess energy
+    (docs/kpis.md §11: ΔkWh × tariff, ΔkWh × grid factor); a site without a price or a grid factor
+    gets no such values."""
+    out: dict[str, dict[str, float | None]] = {
+        DEVIATION_KPI: {},
+        EXCESS_KWH: {},
+        EXCESS_COST: {},
+        EXCESS_CO2: {},
+    }
+    for asset, d in deviations.items():
+        kwh = d.excess_kwh_per_h if d is not None else None
+        out[DEVIATION_KPI][asset] = d.pct if d is not None else None
+        out[EXCESS_KWH][asset] = kwh
+        out[EXCESS_COST][asset] = (
+            kwh * price_per_kwh if kwh is not None and price_per_kwh is not None else None
+        )
+        out[EXCESS_CO2][asset] = (
+            kwh * grid_co2_kg_per_kwh if kwh is not None and grid_co2_kg_per_kwh is not None else None
+        )
+    return out
+
+
+def excess_kpi_rows(
+    values: dict[str, dict[str, float | None]], site: str, start: datetime, units: dict[str, str]
+) -> pl.DataFrame:
+    """The hour [start, start + 1 h) of :func:`excess_values` as ``kpi`` rows (window_secs 3600)."""
+    rows: list[dict[str, Any]] = [
+        {
+            "ts": to_utc(start),
+            "site": site,
+            "asset": asset,
+            "kpi": name,
+            "value": v,
+            "unit": units.get(name, ""),
+            "window_secs": 3600,
+        }
+        for name in (EXCESS_KWH, EXCESS_COST, EXCESS_CO2)
+        for asset, v in sorted(values.get(name, {}).items())
+        if v is not None
+    ]
+    return pl.DataFrame(rows, schema=KPI_ROW_SCHEMA).drop("good_fraction", "reason")
 
 
 def deviation_kpi_rows(

@@ -34,6 +34,7 @@ from connectors.base import Connector, Quality, empty_samples, now_utc
 
 if TYPE_CHECKING:
     from agent.mqtt import MqttLink
+    from agent.mv_savings import Deviation
     from rules.alerts import AlertEvent
     from rules.engine import RuleEngine, TickResult
 
@@ -94,6 +95,7 @@ class Agent:
         self._window_dtype: pl.DataType | None = None
         self.mqtt: MqttLink | None = None
         self._last_savings_update = 0.0
+        self._excess_hour: datetime | None = None
         self._next_snapshot = 0.0
         self._prepare_db()
 
@@ -102,10 +104,7 @@ class Agent:
         """Only tags that some asset role names are kept in the rule window (memory at 10k tags)."""
         tags: set[str] = set()
         for a in self.cfg.assets:
-            for ts in a.roles().values():
-                tags.update(ts)
-            if a.fuel_ncv_tag:
-                tags.add(a.fuel_ncv_tag)
+            tags.update(a.all_tags())
         return tags
 
     def _prepare_db(self) -> None:
@@ -115,6 +114,14 @@ class Agent:
         ensure_outbox(self.con)
         create_views(self.con, shifts=self.cfg.agent.shifts)
         storage.upsert_assets(self.con, self.site, self.cfg.assets)
+        a = self.cfg.agent
+        storage.upsert_site(
+            self.con,
+            self.site,
+            currency=a.currency,
+            grid_co2_kg_per_kwh=a.grid_co2_kg_per_kwh,
+            electricity_price_per_kwh=a.electricity_price_per_kwh,
+        )
 
     def _start_engine(self) -> None:
         from agent.outbox import load_open_alerts
@@ -380,15 +387,32 @@ class Agent:
         if time.monotonic() - self._last_savings_update < 60:
             return
         self._last_savings_update = time.monotonic()
+        from agent.mv_savings import excess_kpi_rows, excess_values
+
+        now = now_utc()
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        close_hour = self._excess_hour is not None and hour > self._excess_hour
         cur = self.con.cursor()
         try:
-            deviations = await asyncio.to_thread(_mv_minute, cur, self.site, now_utc())
+            deviations = await asyncio.to_thread(_mv_minute, cur, self.site, now)
+            # the hour that just ended is stored once as kpi rows (docs/kpis.md §11)
+            closed = await asyncio.to_thread(_mv_hour, cur, self.site, hour) if close_hour else {}
         finally:
             cur.close()
+        self._excess_hour = hour
+        a = self.cfg.agent
+        prices = {"price_per_kwh": a.electricity_price_per_kwh, "grid_co2_kg_per_kwh": a.grid_co2_kg_per_kwh}
         if self.engine is not None:
-            from agent.mv_savings import DEVIATION_KPI
-
-            self.engine.set_external(DEVIATION_KPI, deviations)
+            for name, vals in excess_values(deviations, **prices).items():
+                self.engine.set_external(name, vals)
+        if closed:
+            units = {"excess_energy_kwh_per_h": "kWh/h", "excess_power_cost_per_h": f"{a.currency}/h"}
+            units["excess_power_co2_kg_per_h"] = "kg/h"
+            rows = excess_kpi_rows(
+                excess_values(closed, **prices), self.site, hour - timedelta(hours=1), units
+            )
+            if rows.height:
+                storage.insert_frame(self.con, "kpi", rows)
 
     async def _snapshot(self) -> None:
         """Write the auditors' snapshot (``agent.snapshot_path``) every ``snapshot_every_secs``.
@@ -411,12 +435,24 @@ class Agent:
             cur.close()
 
 
-def _mv_minute(con: duckdb.DuckDBPyConnection, site: str, now: datetime) -> dict[str, float | None]:
+def _mv_hour(con: duckdb.DuckDBPyConnection, site: str, hour: datetime) -> dict[str, Deviation | None]:
+    """Each baseline's deviation over the hour that ended at ``hour`` (stored as hourly kpi rows)."""
+    from agent.mv_savings import recent_excesses
+    from rules.mv import MVError
+
+    try:
+        return recent_excesses(con, site, hour, hours=1.0)
+    except (duckdb.Error, MVError) as exc:
+        log.warning("M&V hourly excess failed: %s", exc)
+        return {}
+
+
+def _mv_minute(con: duckdb.DuckDBPyConnection, site: str, now: datetime) -> dict[str, Deviation | None]:
     """The daemon's once-a-minute M&V work: live savings rows, then each baseline's last-hour deviation.
 
     A broken baseline must not stop sampling: failures are logged and give no deviations.
     """
-    from agent.mv_savings import recent_deviations, update_savings
+    from agent.mv_savings import recent_excesses, update_savings
     from rules.mv import MVError
 
     try:
@@ -424,7 +460,7 @@ def _mv_minute(con: duckdb.DuckDBPyConnection, site: str, now: datetime) -> dict
     except (duckdb.Error, MVError) as exc:
         log.warning("M&V savings update failed: %s", exc)
     try:
-        return recent_deviations(con, site, now, hours=1.0)
+        return recent_excesses(con, site, now, hours=1.0)
     except (duckdb.Error, MVError) as exc:
         log.warning("M&V baseline deviation update failed: %s", exc)
         return {}

@@ -105,7 +105,21 @@ DDL: tuple[str, ...] = (
         avoided DOUBLE,
         cumulative_avoided DOUBLE,
         unit VARCHAR,
-        fraction DOUBLE
+        fraction DOUBLE,
+        avoided_cost DOUBLE,
+        avoided_co2_kg DOUBLE,
+        currency VARCHAR
+    )""",
+    # files written before the money columns (docs/kpis.md §11) existed
+    "ALTER TABLE mv_savings ADD COLUMN IF NOT EXISTS avoided_cost DOUBLE",
+    "ALTER TABLE mv_savings ADD COLUMN IF NOT EXISTS avoided_co2_kg DOUBLE",
+    "ALTER TABLE mv_savings ADD COLUMN IF NOT EXISTS currency VARCHAR",
+    """CREATE TABLE IF NOT EXISTS sites (
+        site VARCHAR PRIMARY KEY,
+        currency VARCHAR,
+        grid_co2_kg_per_kwh DOUBLE,
+        electricity_price_per_kwh DOUBLE,
+        updated_at TIMESTAMPTZ
     )""",
     """CREATE TABLE IF NOT EXISTS assets (
         site VARCHAR NOT NULL,
@@ -341,6 +355,24 @@ def upsert_assets(con: duckdb.DuckDBPyConnection, site: str, assets: Sequence[As
             "type = excluded.type, roles = excluded.roles, updated_at = excluded.updated_at",
             [site, a.id, a.type, json.dumps(a.model_dump(mode="json", exclude_none=True)), now],
         )
+
+
+def upsert_site(
+    con: duckdb.DuckDBPyConnection,
+    site: str,
+    *,
+    currency: str,
+    grid_co2_kg_per_kwh: float | None,
+    electricity_price_per_kwh: float | None,
+) -> None:
+    """Record the site's money and grid-CO2 settings (docs/kpis.md §11): ``mv_savings`` rows are
+    priced with the values in force when they are written, and auditors see which ones."""
+    con.execute(
+        "INSERT INTO sites VALUES (?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET "
+        "currency = excluded.currency, grid_co2_kg_per_kwh = excluded.grid_co2_kg_per_kwh, "
+        "electricity_price_per_kwh = excluded.electricity_price_per_kwh, updated_at = excluded.updated_at",
+        [site, currency, grid_co2_kg_per_kwh, electricity_price_per_kwh, datetime.now(UTC)],
+    )
 
 
 def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:

@@ -185,6 +185,22 @@ def test_update_savings_completes_the_day_once_it_has_ended(con: duckdb.DuckDBPy
     assert s["cumulative_avoided"].to_list() == pytest.approx([105.5e3, 286.0e3, 394.8e3], abs=60)
 
 
+def test_savings_rows_carry_the_money_and_co2_of_the_avoided_kwh(con: duckdb.DuckDBPyConnection) -> None:
+    """docs/kpis.md §11: avoided kWh x the site's tariff and grid factor, stored beside each row."""
+    from agent.storage import upsert_site
+
+    upsert_site(con, "plant1", currency="CNY", grid_co2_kg_per_kwh=0.5306, electricity_price_per_kwh=0.65)
+    _fit(con)
+    mv_savings.update_savings(con, "plant1", T0 + timedelta(days=15))
+    rows = con.sql(
+        "SELECT unit, avoided, avoided_cost, avoided_co2_kg, currency FROM mv_savings WHERE avoided IS NOT NULL"
+    ).fetchall()
+    assert rows
+    for unit, avoided, cost, co2, currency in rows:
+        assert unit == "kWh" and currency == "CNY"
+        assert cost == pytest.approx(avoided * 0.65) and co2 == pytest.approx(avoided * 0.5306)
+
+
 def test_update_savings_before_the_reporting_period_writes_nothing(con: duckdb.DuckDBPyConnection) -> None:
     _fit(con)
     assert mv_savings.update_savings(con, "plant1", T0 + timedelta(days=5)) == 0
@@ -239,12 +255,49 @@ def test_recent_deviation_is_positive_when_consuming_more_than_the_baseline(
     assert rows["value"][0] == pytest.approx(dev2)
 
 
+def test_excess_energy_against_the_baseline_and_its_money_and_co2(con: duckdb.DuckDBPyConnection) -> None:
+    """docs/kpis.md §11: the excess kWh per hour of a kWh baseline, then x tariff and x grid factor."""
+    b = _fit(con)
+    now = T0 + timedelta(days=14, hours=12)
+    con.execute(
+        "UPDATE samples SET value = value * 1.2 WHERE tag = 'rawmill1.power_kw' AND ts >= ?",
+        [now - timedelta(hours=6)],
+    )
+    d = mv_savings.recent_excess(con, "plant1", "rawmill1", 6, now=now)
+    assert d is not None and d.pct is not None and d.excess_kwh_per_h is not None
+    expected_per_day = b.intercept + b.coefficients[0] * EX3_REP_P[2] * 1000
+    # pct = 100 (actual - expected) / expected over the 6 h; per hour that is pct/100 x expected/24
+    assert d.excess_kwh_per_h == pytest.approx(d.pct / 100 * expected_per_day / 24, rel=1e-6)
+    assert d.excess_kwh_per_h > 0
+    # §11 worked example: 33.0 against 30.0 kWh/t at 6,000 t/d = 18,000 kWh/d = 750 kWh/h;
+    # 11,700 CNY/d at 0.65 CNY/kWh, 9.551 t CO2/d at 0.5306 kg/kWh
+    vals = mv_savings.excess_values(
+        {"cm1": mv_savings.Deviation(10.0, 18000 / 24), "rm1": None},
+        price_per_kwh=0.65,
+        grid_co2_kg_per_kwh=0.5306,
+    )
+    assert vals["excess_power_cost_per_h"]["cm1"] == pytest.approx(11700 / 24)
+    assert round(vals["excess_power_co2_kg_per_h"]["cm1"] * 24 / 1000, 3) == 9.551
+    assert vals["excess_energy_kwh_per_h"]["rm1"] is None
+    no_price = mv_savings.excess_values(
+        {"cm1": mv_savings.Deviation(10.0, 750.0)}, price_per_kwh=None, grid_co2_kg_per_kwh=None
+    )
+    assert (
+        no_price["excess_power_cost_per_h"]["cm1"] is None
+        and no_price["excess_energy_kwh_per_h"]["cm1"] == 750.0
+    )
+    rows = mv_savings.excess_kpi_rows(vals, "plant1", now, {"excess_power_cost_per_h": "CNY/h"})
+    assert rows.filter(pl.col("kpi") == "excess_power_cost_per_h")["unit"].to_list() == ["CNY/h"]
+    assert set(rows["window_secs"].to_list()) == {3600}
+
+
 def test_recent_deviation_is_none_without_baseline_or_data(con: duckdb.DuckDBPyConnection) -> None:
     now = T0 + timedelta(days=14)
     assert mv_savings.recent_deviation(con, "plant1", "rawmill1", 1, now=now) is None
     _fit(con)
     assert (
-        mv_savings.recent_deviation(con, "plant1", "rawmill1", 1, now=datetime(2030, 1, 1, tzinfo=UTC)) is None
+        mv_savings.recent_deviation(con, "plant1", "rawmill1", 1, now=datetime(2030, 1, 1, tzinfo=UTC))
+        is None
     )
 
 
