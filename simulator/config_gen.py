@@ -5,6 +5,11 @@ over OPC UA (mode subscribe) — as on a plant where the WHR island has its own 
 the Modbus source unless ``extra_tags_via="opcua"``. With one of the servers disabled everything is
 read from the other. ``deploy/kilnwatch-sim.toml`` is this output for the default ports and a test
 keeps the two identical.
+
+Every number an asset carries (NCVs, CO2 factors, design state of the loss attribution, clinker
+share moisture, prices) is a simulator constant (simulator/plant/constants.py), so the agent's
+KPIs describe the simulated plant exactly: its fuel mix as ``[[assets.fuels]]`` (docs/kpis.md §9),
+the design state the heat-balance attribution compares against (docs/kpis.md §10).
 """
 
 from __future__ import annotations
@@ -14,14 +19,28 @@ from collections.abc import Iterable
 from typing import Literal
 
 from simulator.plant import (
+    BIOMASS_BIOGENIC_FRACTION,
+    BIOMASS_CO2_KG_PER_GJ,
+    BIOMASS_NCV_MJ_PER_KG,
+    CEMENT_MIC_MOISTURE_PCT,
     CEMENT_MILL_RATED_KW,
+    COAL_CO2_KG_PER_GJ,
     COAL_MILL_RATED_KW,
     COAL_NCV_MJ_PER_KG,
+    COAL_PRICE_PER_GJ,
+    CURRENCY,
+    DESIGN_CLINKER_TEMP_C,
+    DESIGN_PH_EXIT_O2_PCT,
     DESIGN_PH_EXIT_TEMP_C,
+    ELECTRICITY_PRICE_PER_KWH,
     FEED_TO_CLINKER,
+    GRID_CO2_KG_PER_KWH,
     KILN_RATED_KW,
     NOMINAL_FEED_TPH,
     RAW_MILL_RATED_KW,
+    RDF_BIOGENIC_FRACTION,
+    RDF_CO2_KG_PER_GJ,
+    RDF_NCV_MJ_PER_KG,
     TARGET_SHC_KCAL_PER_KG,
 )
 from simulator.tagmap import Tag, TagMap, build_tagmap
@@ -91,21 +110,23 @@ def _assets(tagmap: TagMap) -> list[str]:
             block += [
                 f"feed_to_clinker = {_fmt(FEED_TO_CLINKER)}",
                 f"kiln_feed_tph = {_str(a + '.feed_tph')}",
-                f"fuel_tph = {_list([a + '.main_burner_coal_tph', a + '.calciner_coal_tph'])}",
-                f"fuel_ncv_mj_per_kg = {_fmt(COAL_NCV_MJ_PER_KG)}",
-                'fuel_type = "bituminous_coal"',
                 f"power_kw = {_list([a + '.main_drive_kw', a + '.id_fan_kw', a + '.cooler_fans_kw'])}",
                 f"ph_exit_temp_c = {_str(a + '.ph_exit_temp_c')}",
                 f"ph_exit_o2_pct = {_str(a + '.ph_exit_o2_pct')}",
                 f"kiln_inlet_o2_pct = {_str(a + '.kiln_inlet_o2_pct')}",
                 f"kiln_inlet_co_pct = {_str(a + '.kiln_inlet_co_pct')}",
+                f"ph_exit_co_pct = {_str(a + '.ph_exit_co_pct')}",
                 f"clinker_temp_c = {_str(a + '.clinker_temp_c')}",
                 f"secondary_air_temp_c = {_str(a + '.secondary_air_temp_c')}",
                 f"tertiary_air_temp_c = {_str(a + '.tertiary_air_temp_c')}",
                 f"nominal_feed_tph = {_fmt(NOMINAL_FEED_TPH)}",
                 f"target_specific_heat_kcal_per_kg = {_fmt(TARGET_SHC_KCAL_PER_KG)}",
                 f"design_ph_exit_temp_c = {_fmt(DESIGN_PH_EXIT_TEMP_C)}",
+                f"design_ph_exit_o2_pct = {_fmt(DESIGN_PH_EXIT_O2_PCT)}",
+                f"design_clinker_temp_c = {_fmt(DESIGN_CLINKER_TEMP_C)}",
+                'o2_basis = "dry"',
                 f"rated_power_kw = {_fmt(KILN_RATED_KW)}",
+                *_fuels(a),
             ]
         elif kind == "raw_mill":
             block += _mill(a, ["main_drive_kw", "fan_kw", "separator_kw"], RAW_MILL_RATED_KW)
@@ -114,6 +135,11 @@ def _assets(tagmap: TagMap) -> list[str]:
         elif kind == "cement_mill":
             block += _mill(a, ["main_drive_kw", "separator_kw", "fan_kw"], CEMENT_MILL_RATED_KW)
             block.insert(-2, f"fineness_blaine_cm2_per_g = {_str(a + '.fineness_blaine_cm2_per_g')}")
+            block += [
+                f"clinker_feed_tph = {_str(a + '.clinker_feeder_tph')}",
+                f"mic_moisture_pct = {_fmt(CEMENT_MIC_MOISTURE_PCT)}",
+                f'kiln = "kiln{line}"',
+            ]
         elif kind == "whr":
             block += [
                 f"generator_kw = {_str(a + '.generator_kw')}",
@@ -129,6 +155,43 @@ def _assets(tagmap: TagMap) -> list[str]:
                 'production_running = "plant.production_running"',
             ]
         out.append("\n".join(block))
+    return out
+
+
+def _fuels(a: str) -> list[str]:
+    """The kiln's fuel mix as ``[[assets.fuels]]`` (docs/kpis.md §9): coal is the marginal fuel the
+    kiln trims (priced, so a deviation has a cost); RDF and sawdust run at fixed feeder rates."""
+    fuels = [
+        [
+            'name = "coal"',
+            'category = "fossil"',
+            f"tph = {_list([a + '.main_burner_coal_tph', a + '.calciner_coal_tph'])}",
+            f"ncv_mj_per_kg = {_fmt(COAL_NCV_MJ_PER_KG)}",
+            f"co2_kg_per_gj = {_fmt(COAL_CO2_KG_PER_GJ)}",
+            "biogenic_fraction = 0.0",
+            f"price_per_gj = {_fmt(COAL_PRICE_PER_GJ)}",
+            "marginal = true",
+        ],
+        [
+            'name = "rdf"',
+            'category = "alternative_fossil"',
+            f"tph = {_str(a + '.rdf_tph')}",
+            f"ncv_mj_per_kg = {_fmt(RDF_NCV_MJ_PER_KG)}",
+            f"co2_kg_per_gj = {_fmt(RDF_CO2_KG_PER_GJ)}",
+            f"biogenic_fraction = {_fmt(RDF_BIOGENIC_FRACTION)}",
+        ],
+        [
+            'name = "biomass"',
+            'category = "biomass"',
+            f"tph = {_str(a + '.biomass_tph')}",
+            f"ncv_mj_per_kg = {_fmt(BIOMASS_NCV_MJ_PER_KG)}",
+            f"co2_kg_per_gj = {_fmt(BIOMASS_CO2_KG_PER_GJ)}",
+            f"biogenic_fraction = {_fmt(BIOMASS_BIOGENIC_FRACTION)}",
+        ],
+    ]
+    out: list[str] = []
+    for keys in fuels:
+        out += ["", "  [[assets.fuels]]", *("  " + k for k in keys)]
     return out
 
 
@@ -186,6 +249,9 @@ def agent_config_toml(
         "evaluate_every_secs = 10",
         "flush_every_secs = 5",
         "rule_files = []",
+        f"currency = {_str(CURRENCY)}",
+        f"grid_co2_kg_per_kwh = {_fmt(GRID_CO2_KG_PER_KWH)}",
+        f"electricity_price_per_kwh = {_fmt(ELECTRICITY_PRICE_PER_KWH)}",
         "",
         "# [mqtt]                         # optional; without it alerts stay in the DuckDB outbox",
         '# url = "mqtt://127.0.0.1:1883"',

@@ -36,31 +36,46 @@ CATALOGUE: dict[str, ScenarioInfo] = {
         ScenarioInfo(
             "normal",
             None,
-            "Steady 5,000 t/d operation with noise, slow drift and operator setpoint steps.",
-            "SHC 700-780 kcal/kg (~735), false air < 5 %, CO < 0.1 %, PH exit 300-340 °C, "
-            "raw VRM 14-18, coal mill 18-25, cement ball mill with high-efficiency separator 29-33 kWh/t, WHR 30-45 kWh/t clinker.",
+            "Steady 5,000 t/d operation with noise, slow drift and operator setpoint steps; coal, "
+            "RDF and sawdust co-fired.",
+            "SHC 700-780 kcal/kg (~735), thermal substitution ~21 % (RDF ~6.5 t/h, sawdust ~2.5 t/h; "
+            "hourly 19-23 %), false air < 5 %, CO < 0.1 %, PH exit 300-340 °C and O2 ~2.9 %, clinker "
+            "~115 °C, clinker ~75 % of the cement mill feed, raw VRM 14-18, coal mill 18-25, cement ball "
+            "mill with high-efficiency separator 29-33 kWh/t, WHR 30-45 kWh/t clinker.",
         ),
         ScenarioInfo(
             "false_air_leak",
             None,
             "A preheater leak (cyclone door, flap valve) lets in cold air; onset over ~10 min.",
-            "PH exit O2 ~2.9 -> ~5.3 %, two-point false air ~3.5 -> ~20 % (> 15 % after ~10 min), "
-            "PH exit T +25-30 °C, SHC +25-35 kcal/kg (docs/kpis.md §8: ~2 kcal/kg per % false air), "
-            "PH gas flow +20 %, ID fan kW +30 %, WHR generation +15 % (more hot gas).",
+            "PH exit O2 ~2.9 -> ~5.4 %, two-point false air ~3.5 -> ~20 % (> 15 % after ~10 min), "
+            "PH exit T only +~8 °C, SHC +25-35 kcal/kg (docs/kpis.md §8: ~2 kcal/kg per % false air; "
+            "~3/4 of it the excess-air loss of docs/kpis.md §10), PH gas flow +20 %, ID fan kW +30 %, "
+            "WHR generation +10 % (more hot gas); coal alone covers the extra heat.",
         ),
         ScenarioInfo(
             "burner_inefficiency",
             None,
             "Worn main-burner tip / poor coal fineness: incomplete combustion; onset over ~5 min.",
-            "SHC +6-7 % (~+45-50 kcal/kg), kiln-inlet CO 0.03 -> ~0.33 %, kiln-inlet O2 -0.6 %-pt, "
-            "kiln-inlet and PH exit T up, burning-zone T down.",
+            "SHC +5.5 % (~+40 kcal/kg), kiln-inlet CO 0.03 -> ~0.48 %, PH exit CO 0.05 -> ~0.30 %, "
+            "kiln-inlet O2 -0.6 %-pt, PH exit T +~38 °C (over design + 30), kiln-inlet T up, "
+            "burning-zone T down: the exit-gas and CO losses of docs/kpis.md §10 carry ~3/4 of the rise.",
+        ),
+        ScenarioInfo(
+            "cooler_air_shortfall",
+            None,
+            "A cooling-air fan of the cooler's recuperation zone trips: less air through the hot "
+            "clinker bed; onset over ~5 min.",
+            "Clinker exit T ~115 -> ~185 °C (> 150 °C after ~12 min), secondary and tertiary air "
+            "-40 °C, cooler fans kW -15 %, SHC +~17 kcal/kg (mostly the clinker loss, docs/kpis.md "
+            "§10), PH exit T +~5 °C, AQC inlet T +~40 °C and WHR generation +~10 % (hotter air "
+            "downstream).",
         ),
         ScenarioInfo(
             "mill_running_empty",
             None,
             "Cement mill feed interrupted (clinker hopper empty) while the mill keeps turning.",
-            "cement_mill feed -> ~0.5 t/h within ~3 min, main drive stays ~75 % of rated, "
-            "kWh/t -> several thousand, Blaine and outlet temperature rise.",
+            "cement_mill feed -> ~0.5 t/h and its clinker feeder -> 0 within ~3 min, main drive "
+            "stays ~75 % of rated, kWh/t -> several thousand, Blaine and outlet temperature rise.",
         ),
         ScenarioInfo(
             "whr_underperformance",
@@ -106,8 +121,9 @@ CATALOGUE: dict[str, ScenarioInfo] = {
             7200.0,
             "Kiln feed and fuel stop, the kiln cools down, then heats up on the main burner and "
             "ramps feed back to nominal (default stop 2 h; restart takes ~1-3 h).",
-            "Feed and fuel -> 0, kiln running -> false, temperatures decay (O2 -> 20.9 %), WHR "
-            "trips; after the stop: heat-up on ~35 % firing, then a 45 min feed ramp.",
+            "Feed and all fuels -> 0 (RDF and sawdust trip at once), kiln running -> false, "
+            "temperatures decay (O2 -> 20.9 %), WHR trips; after the stop: heat-up on ~35 % coal "
+            "firing, then a 45 min feed ramp; RDF and sawdust return above 80 % feed.",
         ),
     )
 }

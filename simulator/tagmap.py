@@ -14,6 +14,10 @@ discrete inputs are bit-addressed):
 * filler tags (``extra_tags``, for load tests): float32 holding registers from the next multiple of
   1,000 after the last line.
 
+Signals added after the map was first published (``appended``: the alternative-fuel and clinker
+feeders) are listed with their asset but addressed after every other signal of their block, so no
+existing register moves and an older agent config still reads right.
+
 OPC UA: namespace ``urn:kilnwatch:simulator`` (index 2), a folder per asset under Objects
 (``Kiln1``, ``RawMill1``, ..., ``WHR1``, ``Plant``), string node ids ``Folder.Name``
 (``ns=2;s=WHR1.GeneratorPower``), AnalogItemType variables with EngineeringUnits and EURange.
@@ -22,7 +26,7 @@ OPC UA: namespace ``urn:kilnwatch:simulator`` (index 2), a folder per asset unde
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from connectors.modbus_config import REGISTER_WIDTH
 
@@ -82,6 +86,8 @@ class SignalSpec:
     per_line_sum: bool = False
     #: A totaliser (uint32 kWh counter integrating power).
     counter: bool = False
+    #: Added after the first published map: addressed after every original signal of its block.
+    appended: bool = False
 
 
 def _f(
@@ -96,10 +102,10 @@ def _f(
     table: str = "holding",
     word_order: str = "big",
     per_line_sum: bool = False,
+    appended: bool = False,
 ) -> SignalSpec:
-    return SignalSpec(
-        kind, signal, unit, normal, table, "float32", ua, desc, word_order, 1.0, instrument, per_line_sum
-    )
+    spec = SignalSpec(kind, signal, unit, normal, table, "float32", ua, desc, word_order, 1.0, instrument)
+    return replace(spec, per_line_sum=per_line_sum, appended=appended)
 
 
 def _i16(
@@ -134,19 +140,39 @@ KILN: tuple[SignalSpec, ...] = (
         "kiln",
         "main_burner_coal_tph",
         "t/h",
-        (8, 12),
+        (7, 11),
         (0, 20),
         "MainBurnerCoal",
-        "Main burner coal, rotor weighfeeder, §6 (scaled to 206 t/h clinker)",
+        "Main burner coal, rotor weighfeeder, §6 (40 % of heat less the sawdust; marginal fuel)",
     ),
     _f(
         "kiln",
         "calciner_coal_tph",
         "t/h",
-        (12, 17),
+        (9, 14),
         (0, 30),
         "CalcinerCoal",
-        "Calciner coal, ~60 % of heat, §6",
+        "Calciner coal, §6 (60 % of heat less the RDF; marginal fuel)",
+    ),
+    _f(
+        "kiln",
+        "rdf_tph",
+        "t/h",
+        (5, 8),
+        (0, 15),
+        "RdfFeedRate",
+        "RDF to the calciner, belt weigher, NCV 16 MJ/kg (§6: 14-20) [U]",
+        appended=True,
+    ),
+    _f(
+        "kiln",
+        "biomass_tph",
+        "t/h",
+        (1.5, 3.5),
+        (0, 8),
+        "BiomassFeedRate",
+        "Sawdust / wood chips to the main burner, NCV 12 MJ/kg [U]",
+        appended=True,
     ),
     _f("kiln", "main_drive_kw", "kW", (300, 650), (0, 1000), "MainDrivePower", "Kiln main drive, §6"),
     _f("kiln", "kiln_inlet_o2_pct", "%", (1.5, 3.5), (0, 25), "KilnInletO2", "Kiln inlet O2, §6"),
@@ -378,8 +404,19 @@ CEMENT_MILL: tuple[SignalSpec, ...] = (
         (120, 180),
         (0, 250),
         "FeedRate",
-        "Ball mill fresh feed, §6",
+        "Ball mill fresh feed (all feeders), §6",
         word_order="little",
+    ),
+    _f(
+        "cement_mill",
+        "clinker_feeder_tph",
+        "t/h",
+        (95, 135),
+        (0, 200),
+        "ClinkerFeedRate",
+        "Clinker feeder, ~75 % of the feed (gypsum, limestone, slag the rest) [U]",
+        word_order="little",
+        appended=True,
     ),
     _f(
         "cement_mill",
@@ -655,6 +692,21 @@ def extra_tags_for(total_tags: int, *, lines: int = 1) -> int:
     return n
 
 
+def _block_addresses(specs: list[SignalSpec], line: int) -> list[int]:
+    """Addresses of one block's signals: in list order, the ``appended`` ones after all the others."""
+    cursor: dict[str, int] = {}
+    out = [0] * len(specs)
+    for i in sorted(range(len(specs)), key=lambda i: specs[i].appended):  # stable: list order within
+        spec = specs[i]
+        bit = spec.table in ("coil", "discrete")
+        stride = BIT_STRIDE if bit else REGISTER_STRIDE
+        out[i] = cursor.get(spec.table, line * stride)
+        cursor[spec.table] = out[i] + (1 if bit else REGISTER_WIDTH[spec.data_type])
+        if cursor[spec.table] > line * stride + stride:
+            raise AssertionError(f"line block overflow in {spec.table} for {spec.kind}")  # map design error
+    return out
+
+
 @functools.lru_cache(maxsize=16)
 def build_tagmap(*, lines: int = 1, extra_tags: int = 0) -> TagMap:
     """Place every signal of ``lines`` lines plus ``extra_tags`` fillers on the address map."""
@@ -668,19 +720,10 @@ def build_tagmap(*, lines: int = 1, extra_tags: int = 0) -> TagMap:
             f"{lines} line(s) and {extra_tags} filler tags do not fit the 65,536-register Modbus space"
         )
     tags: list[Tag] = []
-    blocks: list[tuple[str, int]] = [("plant", 0)]
-    blocks += [(kind, k) for k in range(1, lines + 1) for kind in ASSET_TYPES_PER_LINE]
-    cursor: dict[tuple[int, str], int] = {}
-    for kind, line in blocks:
-        for spec in SPECS_BY_TYPE[kind]:
-            bit = spec.table in ("coil", "discrete")
-            stride = BIT_STRIDE if bit else REGISTER_STRIDE
-            key = (line, spec.table)
-            addr = cursor.get(key, line * stride)
-            width = 1 if bit else REGISTER_WIDTH[spec.data_type]
-            cursor[key] = addr + width
-            if cursor[key] > line * stride + stride:
-                raise AssertionError(f"line block overflow in {spec.table} for {kind}")  # map design error
+    for line in range(lines + 1):
+        specs = [s for kind in (ASSET_TYPES_PER_LINE if line else ("plant",)) for s in SPECS_BY_TYPE[kind]]
+        for spec, addr in zip(specs, _block_addresses(specs, line), strict=True):
+            kind = spec.kind
             normal, instrument = spec.normal, spec.instrument
             if spec.per_line_sum and lines > 1:
                 normal = (normal[0] * lines, normal[1] * lines)

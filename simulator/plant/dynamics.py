@@ -28,6 +28,7 @@ ONSET_TAU: Final = {
     "mill_running_empty": 60.0,
     "whr_underperformance": 600.0,
     "compressed_air_leak": 60.0,
+    "cooler_air_shortfall": 300.0,
 }
 
 

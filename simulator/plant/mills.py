@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.plant.constants import (
+    CEMENT_CLINKER_SHARE_HIGH_BLAINE,
+    CEMENT_CLINKER_SHARE_LOW_BLAINE,
     CEMENT_FEED_TPH,
     CEMENT_GRINDABILITY_SIGMA,
     CEMENT_GRINDABILITY_TAU_SECS,
@@ -120,15 +122,19 @@ class RawMill(_LevelMill):
 
 
 class CoalMill(_LevelMill):
-    """Coal VRM filling a 250 t fine-coal bin drawn by the kiln burners (docs/kpis.md §2: 18-25 kWh/t)."""
+    """Coal VRM filling a 300 t fine-coal bin drawn by the kiln's coal burners (docs/kpis.md §2: 18-25 kWh/t).
+
+    Sized for the ~20 t/h of coal left after the alternative fuels (constants.py): 24 t/h, so the
+    bin fills over more than a day and a ``normal`` day has the mill running throughout.
+    """
 
     def __init__(self, noise: Noise, lines: int) -> None:
         super().__init__(
             noise,
             lines,
-            feed_nominal=28.0,
-            capacity_t=250.0,
-            level0=0.55,
+            feed_nominal=24.0,
+            capacity_t=300.0,
+            level0=0.40,
             stop_at=0.92,
             start_at=0.35,
             yield_=1.0,
@@ -141,12 +147,12 @@ class CoalMill(_LevelMill):
     def power(self) -> tuple[Arr, Arr]:
         load = self.feed / self.feed_nominal
         on = self.on.astype(np.float64)
-        main = on * (0.45 * 470.0 + 0.55 * 470.0 * load)
-        fan = on * 120.0 * (0.9 + 0.1 * load)
+        main = on * (0.45 * 440.0 + 0.55 * 440.0 * load)
+        fan = on * 90.0 * (0.9 + 0.1 * load)
         return main, fan
 
-    def step(self, h: float, t0: float, t1: float, fuel_tph: Arr, stop: bool, ambient: Arr) -> None:
-        self.step_level(h, fuel_tph, stop)
+    def step(self, h: float, t0: float, t1: float, coal_tph: Arr, stop: bool, ambient: Arr) -> None:
+        self.step_level(h, coal_tph, stop)
         self.outlet = lag(self.outlet, np.where(self.on, 70.0 + self.ou_temp, ambient + 10.0), h, 300.0)
         main, fan = self.power()
         self.kwh = self.kwh + (main + fan) * h / 3600.0
@@ -170,7 +176,10 @@ class CoalMill(_LevelMill):
 class CementMill:
     """Closed-circuit ball mill; product (Blaine) changes ~every 8 h, clinker grindability drifts.
 
-    ~29-33 kWh/t per day in ``normal`` (GB 16780 grades 2-3, docs/kpis.md §3; constants.py).
+    ~29-33 kWh/t per day in ``normal`` (GB 16780 grades 2-3, docs/kpis.md §3; constants.py). The
+    clinker feeder delivers the product's clinker share of the feed (~0.73 / ~0.77, gypsum,
+    limestone and slag the rest) so the agent's clinker factor (docs/kpis.md §9) has something to
+    measure; ``mill_running_empty`` is an empty clinker hopper, so that feeder drops to zero.
     """
 
     def __init__(self, noise: Noise, lines: int) -> None:
@@ -180,12 +189,24 @@ class CementMill:
         self.feed_sp = self._feed_for(self.blaine_target) * (1.0 + self.grind)
         self.feed_cmd = self.feed_sp.copy()
         self.feed = self.feed_sp.copy()
+        self.clinker_share = self._clinker_share_for(self.blaine_target)
+        self.empty = 0.0  # mill_running_empty intensity: the clinker hopper runs dry
         self.on = np.ones(lines, dtype=np.bool_)
         self.blaine = self.blaine_target.copy()
         self.blaine_read = self.blaine_target.copy()
         self.outlet = np.full(lines, 108.0)
         self.ou_temp = np.zeros(lines)
         self.kwh = noise.rng.uniform(2e7, 9e7, lines).round()
+
+    @staticmethod
+    def _clinker_share_for(blaine: Arr) -> Arr:
+        """Recipe: the finer (stronger) product carries more clinker."""
+        return np.where(blaine > 3500.0, CEMENT_CLINKER_SHARE_HIGH_BLAINE, CEMENT_CLINKER_SHARE_LOW_BLAINE)
+
+    @property
+    def clinker_feed(self) -> Arr:
+        """Clinker feeder, t/h: its share of the feed, nothing once the clinker hopper is empty."""
+        return np.asarray(self.feed * self.clinker_share * (1.0 - self.empty))
 
     @staticmethod
     def _feed_for(blaine: Arr) -> Arr:
@@ -207,7 +228,8 @@ class CementMill:
         switch = u[0] < h / (8 * 3600.0)
         self.blaine_target = np.where(switch, 7000.0 - self.blaine_target, self.blaine_target)
         self.feed_sp = self._feed_for(self.blaine_target) * (1.0 + self.grind)
-        empty = sev["mill_running_empty"]
+        empty = self.empty = sev["mill_running_empty"]
+        self.clinker_share = lag(self.clinker_share, self._clinker_share_for(self.blaine_target), h, 600.0)
         want = not stop
         target = (self.feed_sp * (1.0 - empty) + 0.5 * empty) if want else np.zeros_like(self.feed_sp)
         ramp = CEMENT_FEED_TPH / 300.0 * h
@@ -224,10 +246,11 @@ class CementMill:
             self.blaine_read = np.where(self.on, self.blaine + 30.0 * self.n.z(1)[0], self.blaine_read)
 
     def measure(self) -> dict[str, Arr]:
-        z = self.n.z(5)
+        z = self.n.z(6)
         main, sep, fan = self.power()
         return {
             "feed_tph": self.feed * (1 + 0.01 * z[0]),
+            "clinker_feeder_tph": self.clinker_feed * (1 + 0.015 * z[5]),
             "main_drive_kw": main * (1 + 0.01 * z[1]),
             "separator_kw": sep * (1 + 0.02 * z[2]),
             "fan_kw": fan * (1 + 0.01 * z[3]),

@@ -154,7 +154,7 @@ class PlantModel:
         amb = np.broadcast_to(self.site.ambient, (self.lines,)).astype(np.float64)
         self.kiln.step(h, t0, t1, self.sev, kiln_stop, amb)
         self.raw.step(h, t0, t1, self.kiln.feed, stop_all, amb)
-        self.coal.step(h, t0, t1, self.kiln.fuel, stop_all, amb)
+        self.coal.step(h, t0, t1, self.kiln.coal, stop_all, amb)
         self.cement.step(h, t0, t1, self.sev, stop_all, amb)
         self.whr.step(h, self.kiln, self.sev, amb)
 

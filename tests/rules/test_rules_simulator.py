@@ -112,7 +112,9 @@ def test_burner_inefficiency_raises_co_then_specific_heat() -> None:
         )
         mean = dict(recent.group_by("tag").agg(pl.col("value").mean()).iter_rows())
         coal = mean["kiln1.main_burner_coal_tph"] + mean["kiln1.calciner_coal_tph"]
-        rolling.append((now, coal * 25.0 * 1000 / (mean["kiln1.feed_tph"] / 1.6) / 4.1868))
+        # heat of every fuel (docs/kpis.md §9): coal 25, RDF 16, biomass 12 MJ/kg in the simulator config
+        heat = coal * 25.0 + mean["kiln1.rdf_tph"] * 16.0 + mean["kiln1.biomass_tph"] * 12.0
+        rolling.append((now, heat * 1000 / (mean["kiln1.feed_tph"] / 1.6) / 4.1868))
     series = pl.DataFrame(rolling, schema=["ts", "value"], orient="row")
     first, visible = visible_since(series, lambda v: v > 735 * 1.03, shc.ts)
     assert_in_time(shc, first, visible, 1800)

@@ -2,9 +2,11 @@
 readers that fetch every tag over a real pymodbus / asyncua client.
 
 KPI formulas are those of docs/kpis.md, computed independently of the simulator's internals:
-SHC = Σ fuel x NCV / clinker (§1, 1 kcal/kg = 4.1868 MJ/t), kWh/t = Σ drive kW / product t/h (§2),
-WHR kWh/t clinker = generator kW / clinker t/h (§5), false air two-point = (O2out - O2in)/(21 - O2out)
-x 100 % of inlet gas (§8).
+SHC = Σ fuel x NCV / clinker (§1, 1 kcal/kg = 4.1868 MJ/t; coal, RDF and biomass each with its own
+NCV, §9), thermal substitution = energy of RDF + biomass / all fuel energy (§9), kWh/t = Σ drive kW /
+product t/h (§2), WHR kWh/t clinker = generator kW / clinker t/h (§5), false air two-point =
+(O2out - O2in)/(21 - O2out) x 100 % of inlet gas (§8), and the heat-balance rules of thumb of §10
+for what a change of each loss signal costs.
 """
 
 from __future__ import annotations
@@ -23,8 +25,21 @@ from simulator.plant import PlantModel
 from simulator.tagmap import Tag, TagMap
 
 F = 1.6
-NCV_MJ_PER_KG = 25.0
+#: As-fired NCV by fuel feeder, MJ/kg (the generated config's [[assets.fuels]]).
+NCV_MJ_PER_KG = {
+    "main_burner_coal_tph": 25.0,
+    "calciner_coal_tph": 25.0,
+    "rdf_tph": 16.0,
+    "biomass_tph": 12.0,
+}
+ALTERNATIVE_FEEDERS = ("rdf_tph", "biomass_tph")
 MJ_PER_T_PER_KCAL_PER_KG = 4.1868
+#: docs/kpis.md §10 rules of thumb, kcal/kg clinker, at a 5-stage design point with fuel feedback:
+#: +1 %-pt PH exit O2 (dry), +1 °C PH exit gas, +1 °C clinker, +1 % kiln-inlet CO (upper bound).
+KCAL_PER_O2_PCT_PT = 8.0
+KCAL_PER_EXIT_C = 0.6
+KCAL_PER_CLINKER_C = 0.2
+KCAL_PER_KILN_INLET_CO_PCT = 13.0
 
 Runs = npt.NDArray[np.float64]
 
@@ -55,11 +70,34 @@ class Readings:
     def mean(self, name: str) -> float:
         return float(self[name].mean())
 
+    # docs/kpis.md §9: energy per fuel feeder, GJ/h (t/h x MJ/kg), window means
+    def heat_gj_per_h(self, k: int = 1, feeders: Sequence[str] = tuple(NCV_MJ_PER_KG)) -> float:
+        return sum(self.mean(f"kiln{k}.{f}") * NCV_MJ_PER_KG[f] for f in feeders)
+
     # docs/kpis.md §1: SHC over the window = heat input / clinker (ratio of means, as a KPI window does)
     def shc_kcal_per_kg(self, k: int = 1) -> float:
-        fuel = self.mean(f"kiln{k}.main_burner_coal_tph") + self.mean(f"kiln{k}.calciner_coal_tph")
         clinker = self.mean(f"kiln{k}.feed_tph") / F
-        return fuel * NCV_MJ_PER_KG * 1000.0 / clinker / MJ_PER_T_PER_KCAL_PER_KG
+        return self.heat_gj_per_h(k) * 1000.0 / clinker / MJ_PER_T_PER_KCAL_PER_KG
+
+    # docs/kpis.md §9: thermal substitution rate, % of the kiln's fuel energy
+    def tsr_pct(self, k: int = 1) -> float:
+        return 100.0 * self.heat_gj_per_h(k, ALTERNATIVE_FEEDERS) / self.heat_gj_per_h(k)
+
+    # clinker feeder share of the cement mill feed, as weighed (wet basis)
+    def clinker_share(self, k: int = 1) -> float:
+        return self.mean(f"cement_mill{k}.clinker_feeder_tph") / self.mean(f"cement_mill{k}.feed_tph")
+
+    # docs/kpis.md §10 rules of thumb: what the change of each loss signal from ``base`` costs, kcal/kg
+    def loss_shifts(self, base: Readings, k: int = 1) -> dict[str, float]:
+        def d(signal: str) -> float:
+            return self.mean(f"kiln{k}.{signal}") - base.mean(f"kiln{k}.{signal}")
+
+        return {
+            "excess_air": KCAL_PER_O2_PCT_PT * d("ph_exit_o2_pct"),
+            "exit_gas_temp": KCAL_PER_EXIT_C * d("ph_exit_temp_c"),
+            "co": KCAL_PER_KILN_INLET_CO_PCT * d("kiln_inlet_co_pct"),
+            "clinker_temp": KCAL_PER_CLINKER_C * d("clinker_temp_c"),
+        }
 
     # docs/kpis.md §8: two-point false air, % of inlet gas, per reading
     def false_air_pct(self, k: int = 1) -> npt.NDArray[np.float64]:

@@ -111,7 +111,9 @@ async def test_a_restarted_modbus_server_listens_only_once_its_registers_hold_th
     serve = ModbusTcpServer.serve_forever
 
     async def spy(self: ModbusTcpServer, *args: Any, **kwargs: Any) -> Any:
-        seen.append(list(await self.context.async_getValues(1, 3, 0, 20)))  # holding, as it starts
+        regs = await self.context.async_getValues(1, 3, 0, 20)  # holding, as it starts
+        assert isinstance(regs, list), regs  # not an exception code
+        seen.append([int(r) for r in regs])
         return await serve(self, *args, **kwargs)
 
     async with SimulatedPlant(speed=0, opcua=False) as sim:

@@ -64,6 +64,7 @@ def test_every_scenario_is_documented_with_an_expected_effect() -> None:
         "mill_running_empty",
         "whr_underperformance",
         "compressed_air_leak",
+        "cooler_air_shortfall",
         "sensor_freeze",
         "plc_dropout",
         "plc_hang",

@@ -27,6 +27,8 @@ def test_one_line_has_a_complete_signal_set_with_domain_signals() -> None:
         "kiln1.feed_tph",
         "kiln1.main_burner_coal_tph",
         "kiln1.calciner_coal_tph",
+        "kiln1.rdf_tph",
+        "kiln1.biomass_tph",
         "kiln1.ph_exit_temp_c",
         "kiln1.ph_exit_o2_pct",
         "kiln1.kiln_inlet_o2_pct",
@@ -44,6 +46,7 @@ def test_one_line_has_a_complete_signal_set_with_domain_signals() -> None:
         "raw_mill1.running",
         "coal_mill1.feed_tph",
         "cement_mill1.fineness_blaine_cm2_per_g",
+        "cement_mill1.clinker_feeder_tph",
         "whr1.generator_kw",
         "whr1.aux_kw",
         "plant.incomer_kwh_total",
@@ -78,6 +81,36 @@ def test_lines_multiply_the_plant_and_keep_line_one_addresses() -> None:
         assert (three[t.name].table, three[t.name].address) == (t.table, t.address)
     assert three["whr2.generator_kw"].node_id == "ns=2;s=WHR2.GeneratorPower"
     assert three["plant.incomer_kw"].normal == tuple(3 * x for x in one["plant.incomer_kw"].normal)
+
+
+@pytest.mark.parametrize("lines", [1, 3])
+def test_appended_feeders_leave_every_original_address_where_it_was(lines: int) -> None:
+    """The fuel and clinker feeders came after the map was published: each line's original tags keep
+    their addresses (pinned here from the published map) and the feeders sit above all of them."""
+    tm = build_tagmap(lines=lines)
+    for k in range(1, lines + 1):
+        base = 100 * k
+        published = {  # landmarks and the last original holding and input registers
+            f"kiln{k}.feed_tph": base,
+            f"kiln{k}.main_drive_kw": base + 6,
+            f"cement_mill{k}.feed_tph": base + 33,
+            f"whr{k}.generator_kwh_total": base + 54,
+            f"whr{k}.main_steam_temp_c": base + 35,
+        }
+        assert {n: tm[n].address for n in published} == published
+        appended = {
+            f"kiln{k}.rdf_tph": (base + 56, "big"),
+            f"kiln{k}.biomass_tph": (base + 58, "big"),
+            f"cement_mill{k}.clinker_feeder_tph": (base + 60, "little"),
+        }
+        assert {n: (tm[n].address, tm[n].word_order) for n in appended} == appended
+        for name in appended:
+            t = tm[name]
+            assert (t.table, t.data_type, t.unit) == ("holding", "float32", "t/h")
+            originals = [
+                o for o in tm.tags if o.line == k and o.table == "holding" and o.name not in appended
+            ]
+            assert t.address >= max(o.address + o.width for o in originals)
 
 
 def test_filler_tags_reach_exactly_ten_thousand_tags() -> None:

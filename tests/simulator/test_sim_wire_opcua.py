@@ -80,6 +80,31 @@ async def test_address_space_has_a_folder_per_asset_and_units(sim: SimulatedPlan
     assert temp_eu.UnitId == int.from_bytes(b"CEL", "big")
 
 
+@pytest.mark.parametrize(
+    ("node", "tag", "eu_range"),
+    [
+        ("ns=2;s=Kiln1.RdfFeedRate", "kiln1.rdf_tph", (0.0, 15.0)),
+        ("ns=2;s=Kiln1.BiomassFeedRate", "kiln1.biomass_tph", (0.0, 8.0)),
+        ("ns=2;s=CementMill1.ClinkerFeedRate", "cement_mill1.clinker_feeder_tph", (0.0, 200.0)),
+    ],
+)
+async def test_fuel_and_clinker_feeders_are_analog_items_in_tonnes_per_hour(
+    sim: SimulatedPlant, client: Client, node: str, tag: str, eu_range: tuple[float, float]
+) -> None:
+    assert sim.plant.tagmap[tag].node_id == node
+    var = client.get_node(node)
+    dv = await var.read_data_value()
+    assert dv.StatusCode is not None and dv.StatusCode.is_good()
+    assert dv.Value is not None and dv.Value.VariantType == ua.VariantType.Double
+    assert dv.Value.Value == sim.values()[tag] > 0.0
+    eu = await client.get_node(node + ".EngineeringUnits").read_value()
+    assert eu.DisplayName.Text == "t/h" and eu.UnitId == int.from_bytes(b"E18", "big")
+    rng = await client.get_node(node + ".EURange").read_value()
+    assert (rng.Low, rng.High) == eu_range
+    type_def = await var.read_type_definition()
+    assert type_def is not None and type_def.Identifier == ObjectIds.AnalogItemType
+
+
 async def test_nodes_are_read_only(client: Client) -> None:
     node = client.get_node("ns=2;s=Kiln1.FeedRate")
     with pytest.raises(UaStatusCodeError) as info:
