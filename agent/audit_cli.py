@@ -106,6 +106,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.add_argument("--out", required=True, metavar="FILE.html", help="HTML file to write")
     r.add_argument("--site", default=None, help="site (default: the only site in the file)")
+    r.add_argument(
+        "--protocol",
+        action="store_true",
+        help="write the CSI/GCCA protocol sheet instead (monthly and whole-period CO2 and energy "
+        "indicators with coverage and GNR references): FILE.html and FILE.csv beside it",
+    )
     r.set_defaults(func=cmd_report)
 
     e = sub.add_parser(
@@ -438,9 +444,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         raise CliError(f"{out.parent}: no such directory")
+    if args.protocol and out.suffix.lower() == ".csv":
+        raise CliError(f"{out}: --protocol writes FILE.html and FILE.csv beside it; give the .html name", EXIT_USAGE)
     con = open_db(args.db, read_only_ok=True)
     try:
         site = mv_store.resolve_site(con, args.site)
+        if args.protocol:
+            return _write_protocol(con, site, start, end, out)
         path = write_report(con, site=site, start=start, end=end, out_path=out)
     except MVError as exc:
         raise CliError(str(exc)) from None
@@ -451,6 +461,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         con.close()
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    return EXIT_OK
+
+
+def _write_protocol(con: duckdb.DuckDBPyConnection, site: str, start: datetime, end: datetime, out: Path) -> int:
+    """The protocol sheet (agent/report_protocol.py). An empty period still writes both files, as
+    the normal report does, and says so on stderr: an auditor asking for a month gets its sheet."""
+    import sys
+
+    from agent.report_protocol import write_protocol
+
+    html_path, csv_path, sheet = write_protocol(con, site=site, start=start, end=end, out_path=out)
+    print(f"wrote {html_path} and {csv_path}")
+    if sheet.empty:
+        print(f"note: no protocol KPIs for {site} in this period; every value is empty", file=sys.stderr)
     return EXIT_OK
 
 

@@ -1,24 +1,20 @@
 """The auditor report: one self-contained HTML file (tables + inline PNG charts) for a date range.
 
 Sections: summary, specific heat and clinker energy against targets and GB 16780-2021 grade lines,
-electrical kWh/t, daily GB 16780 grades, M&V baselines (scatter with fit line, metrics, CUSUM),
-alerts and the shift table. Charts are drawn with matplotlib's object API on the Agg canvas (no
+the kilns' loss waterfalls and the cost of their deviation (agent/report_losses.py, left out without
+loss rows), electrical kWh/t, daily GB 16780 grades, M&V baselines (scatter with fit line, metrics,
+CUSUM), alerts and the shift table. ``kilnwatch report --protocol`` writes the protocol sheet of
+agent/report_protocol.py instead. Charts are drawn with matplotlib's object API on the Agg canvas (no
 display, no global pyplot state) and embedded as base64 PNG, so the file can be mailed or archived
 as is. Everything is read through the auditor views (agent.views) and the M&V tables.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import logging
-import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from numbers import Number
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +33,11 @@ from agent.report_charts import (
     trend_chart,
     trend_figure,
 )
+from agent.report_html import CSS, Raw, png_img
+from agent.report_html import esc as _esc
+from agent.report_html import num as _num
+from agent.report_html import table as _table
+from agent.report_losses import TARGET_TOLERANCE_KCAL, deviation_totals, loss_waterfalls, waterfall_figure
 from agent.storage import first_row
 from agent.views import ensure_views
 from common.values import to_utc
@@ -55,10 +56,12 @@ class _Doc:
     """The report being assembled: HTML fragments per section."""
 
     sections: list[str] = field(default_factory=list)
+    anchors: list[str] = field(default_factory=list)
     images: int = 0
 
     def section(self, anchor: str, title: str, body: str) -> None:
-        self.sections.append(f'<section id="{anchor}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>')
+        self.anchors.append(anchor)
+        self.sections.append(f'<section id="{anchor}">\n<h2>{_esc(title)}</h2>\n{body}\n</section>')
 
 
 def write_report(
@@ -79,6 +82,7 @@ def write_report(
     steps: list[tuple[str, Callable[[], None]]] = [
         ("summary", lambda: _summary(con, doc, site, start, end)),
         ("specific heat", lambda: _heat(con, doc, site, start, end)),
+        ("heat losses", lambda: _losses(con, doc, site, start, end)),
         ("electrical energy", lambda: _power(con, doc, site, start, end)),
         ("GB 16780 grades", lambda: _grades(con, doc, site, start, end)),
         ("M&V baselines", lambda: _baselines(con, doc, site, start, end)),
@@ -110,77 +114,15 @@ def _q(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> 
     return frame
 
 
-def _esc(v: object) -> str:
-    return html.escape(str(v))
-
-
-def _num(v: object, digits: int = 1) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "–"
-        return f"{v:,.{digits}f}"
-    if isinstance(v, datetime):
-        return f"{to_utc(v):%Y-%m-%d %H:%M}"
-    return html.escape(str(v))
-
-
-_NUMBER_TEXT = re.compile(r"[-+−]?[\d,]*\.?\d+ ?%?")
-
-
-def _is_number(v: object) -> bool:
-    """Numbers and numbers already formatted as text (``"1,234"``, ``"0.9876"``) are right-aligned."""
-    if isinstance(v, _Raw):
-        return v.numeric
-    if isinstance(v, bool):
-        return False
-    return isinstance(v, Number) or (isinstance(v, str) and _NUMBER_TEXT.fullmatch(v) is not None)  # Number: Decimal too
-
-
-def _table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], *, digits: int = 1, cls: str = ""
-) -> str:
-    """An HTML table; a column whose filled cells are all numbers is right-aligned (class ``num``),
-    any other column (text, times, days) left-aligned (class ``txt``)."""
-    numeric = [
-        any(v is not None for v in col) and all(v is None or _is_number(v) for v in col)
-        for col in zip(*rows, strict=True)
-    ] or [False] * len(headers)
-    align = ["num" if n else "txt" for n in numeric]
-    head = "".join(f'<th class="{a}">{_esc(h)}</th>' for a, h in zip(align, headers, strict=True))
-    body = "\n".join(
-        "<tr>"
-        + "".join(
-            f'<td class="{a}">{v.html if isinstance(v, _Raw) else _num(v, digits)}</td>'
-            for a, v in zip(align, r, strict=True)
-        )
-        + "</tr>"
-        for r in rows
-    )
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>'
-
-
-@dataclass(frozen=True)
-class _Raw:
-    """A table cell that is already HTML; ``numeric`` right-aligns its column."""
-
-    html: str
-    numeric: bool = False
-
-
-def _grade_cell(g: object) -> _Raw:
+def _grade_cell(g: object) -> Raw:
     if g is None:
-        return _Raw('<span class="g0">fails 3</span>')
-    return _Raw(f'<span class="g{int(str(g))}">grade {int(str(g))}</span>')
+        return Raw('<span class="g0">fails 3</span>')
+    return Raw(f'<span class="g{int(str(g))}">grade {int(str(g))}</span>')
 
 
 def _img(doc: _Doc, fig: Figure, alt: str) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
     doc.images += 1
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+    return png_img(fig, alt)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,6 +202,36 @@ def _heat(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime,
     doc.section("specific-heat", "Thermal energy against targets and GB 16780-2021", body)
 
 
+def _losses(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
+    """Loss waterfall per kiln and the money/CO2 of the deviation (agent/report_losses.py); each
+    part is left out without its rows, the section when both are."""
+    body = ""
+    for w in loss_waterfalls(con, site, start, end):
+        body += f"<h3>{_esc(w.asset)}: where the deviation from target went</h3>"
+        body += _img(doc, waterfall_figure(w), f"Loss waterfall {w.asset}")
+        rows: list[list[object]] = [["target", w.target], *([label, v] for label, v in w.terms), ["actual", w.actual]]
+        body += _table(["", "kcal/kg clinker"], rows)
+        note = (
+            f"Clinker-weighted means over {w.hours:,.1f} h with a breakdown ({w.steady_hours:,.1f} h steady); "
+            f"the causes add up to actual − target = {w.deviation:+.1f} kcal/kg (docs/kpis.md §10)."
+        )
+        if w.configured_target is not None and abs(w.configured_target - w.target) > TARGET_TOLERANCE_KCAL:
+            note += f" The configured target is now {w.configured_target:g} kcal/kg: it changed during the period."
+        body += f"<p>{note}</p>"
+    totals = deviation_totals(con, site, start, end)
+    if totals:
+        body += "<h3>Cost and CO2 of the deviation from target</h3>" + _table(
+            ["kiln", "excess heat, GJ", "hours", "excess fuel cost", "currency", "excess CO2, t", "hours"],
+            [[d.asset, d.heat_gj, d.heat_hours, d.cost, d.currency, d.co2_t, d.co2_hours] for d in totals],
+        )
+        body += (
+            "<p>Σ of the hourly excess heat, marginal-fuel cost and fossil CO2 × hours (docs/kpis.md §11); "
+            "negative = below target, a saving. Hours: hours with a value.</p>"
+        )
+    if body:
+        doc.section("losses", "Heat losses and the cost of the deviation", body)
+
+
 def _power(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
     chart = trend_chart(con, site, "specific_power_kwh_per_t", start, end)
     if not chart.series:
@@ -297,7 +269,7 @@ def _grades(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetim
             # v_energy_grade: NULL grade = fails grade 3, or not graded (low coverage, value <= 0): reason
             ungraded = g is None and bool(reason) and f"{short}: fails grade 3" not in reason
             cell = '<span class="g0">not graded</span>' if ungraded else _grade_cell(g).html
-            row.append(_Raw(f"{_num(v, 1)} {cell}", numeric=True) if v is not None else None)
+            row.append(Raw(f"{_num(v, 1)} {cell}", numeric=True) if v is not None else None)
         row.append(reason or "")
         rows.append(row)
     body = _table(
@@ -619,16 +591,6 @@ def _shifts(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetim
     doc.section("shifts", "Shift report", body)
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
-h1{font-size:1.5em;margin-bottom:0} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
-h3{font-size:1.05em;margin-top:1.4em} p.meta{color:#666;margin-top:.2em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top} th{background:#f4f4f4}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums} img{max-width:100%;display:block;margin:.8em 0}
-.g1{color:#2e7d32;font-weight:600}.g2{color:#b28704;font-weight:600}.g3{color:#e65100;font-weight:600}
-.g0{color:#c62828;font-weight:700} ul.warn{color:#8a6d00;font-size:.9em} nav a{margin-right:1em}
-"""
 
 
 def _page(site: str, start: datetime, end: datetime, doc: _Doc) -> str:
@@ -637,18 +599,20 @@ def _page(site: str, start: datetime, end: datetime, doc: _Doc) -> str:
         for a, t in (
             ("summary", "Summary"),
             ("specific-heat", "Thermal"),
+            ("losses", "Losses"),
             ("power", "Electrical"),
             ("grades", "Grades"),
             ("baselines", "M&amp;V"),
             ("alerts", "Alerts"),
             ("shifts", "Shifts"),
         )
+        if a in doc.anchors  # a section left out (no loss rows) has no link
     )
     generated = datetime.now(UTC)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>kilnwatch energy report {_esc(site)} {start:%Y-%m-%d} – {end - timedelta(microseconds=1):%Y-%m-%d}</title>
-<style>{_CSS}</style></head>
+<style>{CSS}</style></head>
 <body>
 <h1>kilnwatch energy report — {_esc(site)}</h1>
 <p class="meta">{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC (end exclusive) · generated {generated:%Y-%m-%d %H:%M} UTC</p>
