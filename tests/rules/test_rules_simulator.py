@@ -140,3 +140,42 @@ def test_compressed_air_leak_during_a_stop_raises_the_leak_alert() -> None:
 def test_normal_operation_raises_no_alert_in_an_hour() -> None:
     run = simulate("normal", minutes=60)
     assert run.events == []
+
+
+# ------------------------------------------------------------------------------ loss attribution
+def _hour_two_losses(scenario: str) -> dict[str, float]:
+    """Loss terms (kcal/kg) of the second simulated hour, from the 1-h KPI window (docs/kpis.md §10)."""
+    from rules.kpi import compute_kpis
+
+    model = plant.PlantModel(scenario=scenario, seed=4)
+    cfg = parse_config(tomllib.loads(config_gen.agent_config_toml(modbus_port=5020, opcua_port=4840)))
+    frames: list[pl.DataFrame] = []
+    for _ in range(int(2 * 3600 / 10)):
+        frames.append(model.sample_frame())
+        model.step(10.0)
+    samples = pl.concat(frames[len(frames) // 2 :], how="vertical")
+    rows = compute_kpis(cfg.rule_settings(), samples, 3600)
+    kiln = rows.filter(pl.col("asset") == "kiln1", pl.col("kpi").str.starts_with("loss_"))
+    out = {
+        k.removeprefix("loss_").removesuffix("_kcal_per_kg"): v
+        for k, v in kiln.select("kpi", "value").iter_rows()
+    }
+    assert set(out) == {"exit_gas_temp", "excess_air", "co", "clinker_temp", "unattributed"}
+    assert all(v is not None for v in out.values()), out
+    return out
+
+
+def test_false_air_shows_as_excess_air_and_burner_trouble_as_co_and_exit_gas() -> None:
+    """The simulator's faults land in the loss term of their physics, against normal operation."""
+    normal = _hour_two_losses("normal")
+    leak = _hour_two_losses("false_air_leak")
+    burner = _hour_two_losses("burner_inefficiency")
+    d_leak = {k: leak[k] - normal[k] for k in normal}
+    d_burner = {k: burner[k] - normal[k] for k in normal}
+    causes = ("exit_gas_temp", "excess_air", "co", "clinker_temp")
+    # false air: the excess-air term carries most of the explained rise
+    assert d_leak["excess_air"] > 10
+    assert d_leak["excess_air"] > 0.6 * sum(max(d_leak[k], 0.0) for k in causes)
+    # burner: CO and the hotter exit gas explain the rise, not excess air
+    assert d_burner["co"] + d_burner["exit_gas_temp"] > 20
+    assert d_burner["co"] + d_burner["exit_gas_temp"] > 3 * max(d_burner["excess_air"], 0.0)
