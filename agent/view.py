@@ -38,6 +38,15 @@ _HEADLINE = (
     "clinker_tph",
     "specific_heat_kcal_per_kg_clinker",
     "clinker_energy_kgce_per_t",
+    "thermal_substitution_pct",
+    "co2_gross_kg_per_t_clinker",
+    "co2_net_kg_per_t_clinker",
+    "excess_fuel_cost_per_h",
+    "loss_exit_gas_temp_kcal_per_kg",
+    "loss_excess_air_kcal_per_kg",
+    "loss_co_kcal_per_kg",
+    "loss_clinker_temp_kcal_per_kg",
+    "loss_unattributed_kcal_per_kg",
     "co2_kg_per_t_clinker",
     "preheater_false_air_pct",
     "specific_power_kwh_per_t",
@@ -360,8 +369,16 @@ async def log_view(agent: Agent, stop: asyncio.Event, every_secs: float = 15.0) 
         v = agent.view
         kiln = next(iter(v.latest_kpis.get(a.id, {}) for a in agent.cfg.assets if a.type == "kiln"), {})
         shc = kiln.get("specific_heat_kcal_per_kg_clinker", (None, ""))[0]
+        tsr = kiln.get("thermal_substitution_pct", (None, ""))[0]
+        net = kiln.get("co2_net_kg_per_t_clinker", (None, ""))[0]
+        # the largest cause of the deviation from target right now (docs/kpis.md §10)
+        losses = {k: x for k, (x, _u) in kiln.items() if k.startswith("loss_") and x is not None}
+        top = max(losses, key=lambda k: abs(losses[k]), default=None)
+        name = top.removeprefix("loss_").removesuffix("_kcal_per_kg") if top is not None else ""
+        cause = f" top_loss={name}:{losses[top]:+.1f}kcal/kg" if top is not None else ""
         print(
             f"samples={v.samples_written} kpi_rows={v.kpi_rows_written} open_alerts={len(v.open_alerts)} "
-            f"kiln_specific_heat_kcal_per_kg={_fmt(shc, 'kcal/kg')}",
+            f"kiln_specific_heat_kcal_per_kg={_fmt(shc, 'kcal/kg')} tsr_pct={_fmt(tsr, '%')} "
+            f"co2_net_kg_per_t={_fmt(net, 'kg/t')}{cause}",
             flush=True,
         )
