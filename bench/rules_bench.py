@@ -141,6 +141,63 @@ _PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
+def use_fuels() -> None:
+    """Switch the kiln lines to three listed fuels with a loss split and a clinker feeder (``--fuels``).
+
+    The kiln fires coal (two feeders), RDF and sawdust (docs/kpis.md §9) and has the design state of
+    the loss attribution (docs/kpis.md §10) and prices (§11), so every KPI added with them is on; the
+    cement mill gets a clinker feeder. Three more tags per line; the per-row baseline does not know
+    fuels, so run with ``--skip baseline``.
+    """
+    global _LINE
+    kiln_suffix, kind, roles, values = _LINE[0]
+    roles = {k: v for k, v in roles.items() if k != "fuel_tph"}
+    values = {
+        **values,
+        "main_burner_coal_tph": 7.0,
+        "calciner_coal_tph": 10.2,
+        "rdf_tph": 6.5,
+        "biomass_tph": 2.5,
+    }
+    cm_suffix, cm_kind, cm_roles, cm_values = _LINE[3]
+    cm_roles = {**cm_roles, "clinker_feed_tph": ["clinker_feeder_tph"]}
+    cm_values = {**cm_values, "clinker_feeder_tph": 105.0}
+    _LINE = (
+        (kiln_suffix, kind, roles, values),
+        *_LINE[1:3],
+        (cm_suffix, cm_kind, cm_roles, cm_values),
+        *_LINE[4:],
+    )
+    kiln = {k: v for k, v in _PARAMS["kiln"].items() if k != "fuel_ncv_mj_per_kg"}
+    kiln.update(design_ph_exit_o2_pct=3.1, design_clinker_temp_c=115.0)
+    _PARAMS["kiln"] = kiln
+    _PARAMS["cement_mill"] = {**_PARAMS["cement_mill"], "mic_moisture_pct": 2.0}
+
+
+def _fuels_of(aid: str) -> list[dict[str, Any]]:
+    """The three listed fuels of kiln ``aid`` (``--fuels``)."""
+    return [
+        {
+            "name": "coal",
+            "category": "fossil",
+            "tph": [f"{aid}.main_burner_coal_tph", f"{aid}.calciner_coal_tph"],
+            "ncv_mj_per_kg": 25.0,
+            "co2_kg_per_gj": 96.0,
+            "price_per_gj": 29.1,
+            "marginal": True,
+        },
+        {
+            "name": "rdf",
+            "category": "alternative_fossil",
+            "tph": f"{aid}.rdf_tph",
+            "ncv_mj_per_kg": 16.0,
+            "co2_kg_per_gj": 88.0,
+            "biogenic_fraction": 0.45,
+        },
+        {"name": "biomass", "category": "biomass", "tph": f"{aid}.biomass_tph", "ncv_mj_per_kg": 12.0},
+    ]
+
+
 def build_config(n_tags: int) -> tuple[Config, list[str], np.ndarray]:
     """A site of kiln lines whose role tags add up to about ``n_tags`` (rest: unreferenced filler)."""
     per_line = sum(len(v) for _, _, _, v in _LINE)
@@ -158,8 +215,12 @@ def build_config(n_tags: int) -> tuple[Config, list[str], np.ndarray]:
             for role, sigs in roles.items():
                 names = [f"{aid}.{s}" for s in sigs]
                 a[role] = names[0] if len(names) == 1 else names
-            if kind in ("raw_mill", "coal_mill", "whr"):
+            if kind in ("raw_mill", "coal_mill", "whr") or (
+                kind == "cement_mill" and "clinker_feed_tph" in roles
+            ):
                 a["kiln"] = f"kiln{i}"
+            if kind == "kiln" and "fuel_tph" not in roles:
+                a["fuels"] = _fuels_of(aid)
             assets.append(a)
     for sig, v in (
         ("incomer_kw", 25_000.0 * lines),
@@ -193,7 +254,8 @@ def build_config(n_tags: int) -> tuple[Config, list[str], np.ndarray]:
                 "tags": [{"name": t, "register": 2 * j} for j, t in enumerate(chunk)],
             }
         )
-    cfg = parse_config({"agent": {"site": "bench"}, "sources": sources, "assets": assets})
+    agent: dict[str, Any] = {"site": "bench", "currency": "CNY", "grid_co2_kg_per_kwh": 0.5306}
+    cfg = parse_config({"agent": agent, "sources": sources, "assets": assets})
     return cfg, tags, np.asarray(base)
 
 
@@ -300,7 +362,8 @@ def run_full(path: Path, n_tags: int, enum: bool, repeat: int) -> dict[str, Any]
     for _ in range(repeat):
         out = subprocess.run(
             [sys.executable, __file__, "--child-full", str(path), "--tags", str(n_tags)]
-            + (["--child-enum"] if enum else []),
+            + (["--child-enum"] if enum else [])
+            + (["--fuels"] if _LINE[0][2].get("fuel_tph") is None else []),
             check=True,
             capture_output=True,
             text=True,
@@ -606,7 +669,12 @@ def main() -> None:
     p.add_argument("--child-full", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-enum", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--skip", default="", help="comma list of full,baseline,tick to skip")
+    p.add_argument(
+        "--fuels", action="store_true", help="kilns with three listed fuels, loss split and money KPIs on"
+    )
     args = p.parse_args()
+    if args.fuels:
+        use_fuels()
     if args.child_full:
         print(json.dumps(child_full(args.child_full, args.tags, args.child_enum)))
         return

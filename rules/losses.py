@@ -87,6 +87,16 @@ def loss_plans(
     return tuple(plans)
 
 
+def _groups(plans: Sequence[LossPlan]) -> list[list[LossPlan]]:
+    """Plans that share a design state and the same signals: one vectorised call covers all their kilns
+    (a site of many identical lines pays the per-call cost once, not once per kiln)."""
+    groups: dict[tuple[object, ...], list[LossPlan]] = {}
+    for p in plans:
+        key = (p.design, p.feed_to_clinker, p.t_role, p.o2_role, p.co_role, p.tcl_role, p.o2k_role)
+        groups.setdefault(key, []).append(p)
+    return list(groups.values())
+
+
 def loss_columns(
     plans: Sequence[LossPlan],
     values: Mapping[str, tuple[F64, F64]],
@@ -95,34 +105,38 @@ def loss_columns(
 ) -> list[pl.Series]:
     """``_loss_*`` columns of the signal frame, (windows x assets) flattened row-major: the split of
     docs/kpis.md §10 for every kiln with a plan, NULL elsewhere. ``values`` are the role values and
-    ``fuel_cols`` the fuel columns (rules/fuels.py) of the same evaluation."""
+    ``fuel_cols`` the fuel columns (rules/fuels.py) of the same evaluation. Kilns with the same design
+    and signals are split in one call over all their (window, kiln) cells."""
     arrays = {c: np.full(shape, np.nan) for c in LOSS_COLUMNS}
     upper = np.zeros(shape, dtype=bool)
     low = np.zeros(shape, dtype=bool)
-    for plan in plans:
-        i = plan.row
+    feed_v = values.get("kiln_feed_tph")
+    if feed_v is None or "_heat" not in fuel_cols:
+        return _series(arrays, upper, low)
+    for group in _groups(plans):
+        first = group[0]
+        cols = np.asarray([p.row for p in group], dtype=np.intp)
 
-        def col(role: str | None, i: int = i) -> F64 | None:
+        def cells(role: str | None, cols: npt.NDArray[np.intp] = cols) -> F64 | None:
             got = values.get(role) if role is not None else None
-            return None if got is None else got[0][:, i]
+            return None if got is None else got[0][:, cols].reshape(-1)
 
-        feed = col("kiln_feed_tph")
-        heat = fuel_cols["_heat"][0][:, i]
-        if feed is None:
-            continue
+        feed = feed_v[0][:, cols].reshape(-1)
+        heat = fuel_cols["_heat"][0][:, cols].reshape(-1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            shc = heat * 1000.0 / (feed / plan.feed_to_clinker) / C.KJ_PER_KCAL
-        gas = GasArrays(*(fuel_cols[c][0][:, i] for c in ("_gas_co2", "_gas_h2o", "_gas_n2")))
+            shc = heat * 1000.0 / (feed / first.feed_to_clinker) / C.KJ_PER_KCAL
+        gas = GasArrays(*(fuel_cols[c][0][:, cols].reshape(-1) for c in ("_gas_co2", "_gas_h2o", "_gas_n2")))
         split = attribute_losses(
-            plan.design,
+            first.design,
             gas,
             shc,
-            col(plan.t_role),
-            col(plan.o2_role),
-            col(plan.co_role),
-            col(plan.tcl_role),
-            col(plan.o2k_role),
+            cells(first.t_role),
+            cells(first.o2_role),
+            cells(first.co_role),
+            cells(first.tcl_role),
+            cells(first.o2k_role),
         )
+        sub = (shape[0], len(cols))
         for name, v in (
             ("_loss_t", split.exit_gas_temp),
             ("_loss_o2", split.excess_air),
@@ -131,10 +145,16 @@ def loss_columns(
             ("_loss_rest", split.unattributed),
         ):
             if v is not None:
-                arrays[name][:, i] = v
-        upper[:, i] = plan.design.co_location == "kiln_inlet" and plan.co_role is not None
-        upper[:, i] &= split.good
-        low[:, i] = split.low_confidence & split.good
+                arrays[name][:, cols] = v.reshape(sub)
+        if first.design.co_location == "kiln_inlet" and first.co_role is not None:
+            upper[:, cols] = split.good.reshape(sub)
+        low[:, cols] = (split.low_confidence & split.good).reshape(sub)
+    return _series(arrays, upper, low)
+
+
+def _series(
+    arrays: dict[str, F64], upper: npt.NDArray[np.bool_], low: npt.NDArray[np.bool_]
+) -> list[pl.Series]:
     out = [pl.Series(c, a.reshape(-1), dtype=pl.Float64, nan_to_null=True) for c, a in arrays.items()]
     out.append(pl.Series("_loss_co_upper", upper.reshape(-1)).replace(False, None))
     out.append(pl.Series("_loss_low_conf", low.reshape(-1)).replace(False, None))
