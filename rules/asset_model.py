@@ -37,6 +37,7 @@ from rules.catalogue import (
 )
 from rules.dense import DenseStats, TagIndex, combine_roles
 from rules.fuels import FuelSlots, fuel_kpi, ncv_role, tph_role
+from rules.kiln_arrays import kiln_columns
 from rules.losses import LossPlan, loss_columns, loss_plans
 from rules.stages import SMALL_ENGINE, stage_a, stage_c
 
@@ -364,20 +365,6 @@ def _applicable(
     )
 
 
-#: Fuel columns of the signal frame (rules/fuels.py), NULL on assets without fuels.
-_FUEL_COLUMNS: tuple[str, ...] = (
-    "_heat",
-    "_e_alt",
-    "_e_bio",
-    "_co2_fossil",
-    "_co2_alt",
-    "_co2_bio",
-    "_gas_co2",
-    "_gas_h2o",
-    "_gas_n2",
-)
-
-
 # ------------------------------------------------------------------------------------ the model
 @dataclass(frozen=True)
 class AssetModel:
@@ -406,10 +393,11 @@ class AssetModel:
     _asset_index: dict[str, int] = field(init=False, repr=False, compare=False)
     _gather: dict[str, npt.NDArray[np.intp]] = field(init=False, repr=False, compare=False)
     _loss_plans: tuple[LossPlan, ...] = field(init=False, repr=False, compare=False)
+    _param_arrays: dict[str, npt.NDArray[np.float64]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         fuel_kpis = self.fuel_slots.fuel_kpis
-        object.__setattr__(self, "_stages", (stage_a(fuel_kpis), stage_c(self.net_whr)))
+        object.__setattr__(self, "_stages", (stage_a(), stage_c(self.net_whr)))
         tag_index = TagIndex.of(self.role_map.get_column("tag").to_list())
         index = tag_index.position
         object.__setattr__(self, "_tag_index", tag_index)
@@ -447,6 +435,22 @@ class AssetModel:
             gather[role] = g
         object.__setattr__(self, "_gather", gather)
         object.__setattr__(self, "_loss_plans", loss_plans(self.assets, self.kpis_by_asset))
+        object.__setattr__(
+            self,
+            "_param_arrays",
+            {
+                c: self.params.get_column(c).cast(pl.Float64).to_numpy()
+                for c in (
+                    "feed_to_clinker",
+                    "min_product_tph",
+                    "calcination_co2_kg_per_t",
+                    "target_specific_heat_kcal_per_kg",
+                    "nominal_feed_tph",
+                    "_marg_price",
+                    "_marg_co2",
+                )
+            },
+        )
 
     # -------------------------------------------------------------- construction
     @classmethod
@@ -586,21 +590,14 @@ class AssetModel:
             value, good = values[role]
             cols.append(pl.Series(role, value.reshape(-1), dtype=pl.Float64, nan_to_null=True))
             cols.append(pl.Series(f"{role}__gf", good.reshape(-1), dtype=pl.Float64, nan_to_null=True))
-        for name in _FUEL_COLUMNS:
-            if name not in fuel_cols:
-                cols.append(pl.repeat(None, n_w * n_a, dtype=pl.Float64, eager=True).alias(name))
-                continue
-            value, good = fuel_cols[name]
-            cols.append(pl.Series(name, value.reshape(-1), dtype=pl.Float64, nan_to_null=True))
-            if name == "_heat":
-                cols.append(pl.Series("_heat__gf", good.reshape(-1), dtype=pl.Float64, nan_to_null=True))
-        if not fuel_cols:
-            cols.append(pl.repeat(None, n_w * n_a, dtype=pl.Float64, eager=True).alias("_heat__gf"))
-        cols += loss_columns(self._loss_plans, values, fuel_cols, (n_w, n_a))
-        for name in self.fuel_slots.fuel_kpis:
-            value, good = fuel_cols[name]
-            cols.append(pl.Series(f"_f_{name}", value.reshape(-1), dtype=pl.Float64, nan_to_null=True))
-            cols.append(pl.Series(f"_f_{name}__gf", good.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+        heat, heat_gf = fuel_cols.get("_heat", (np.full((n_w, n_a), np.nan), np.full((n_w, n_a), np.nan)))
+        cols.append(pl.Series("_heat", heat.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+        cols.append(pl.Series("_heat__gf", heat_gf.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+        # the §9-§11 kiln KPIs arrive finished (rules/kiln_arrays.py: cheaper than Polars expressions)
+        losses = loss_columns(self._loss_plans, values, fuel_cols, (n_w, n_a))
+        cols += kiln_columns(
+            values, fuel_cols, losses, self._param_arrays, self.fuel_slots.fuel_kpis, (n_w, n_a)
+        )
         frame = self.params.gather(np.tile(np.arange(n_a), n_w)) if n_w else self.params.clear()
         frame = frame.with_columns(cols)
         # NCV: the tag when one is configured, else the configured constant (docs/kpis.md §1); a kiln

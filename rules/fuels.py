@@ -76,6 +76,9 @@ class FuelSlots:
     gas: F64
     #: (A, K) KPI name of the slot's fuel, "" where the slot is empty or the fuel is not listed.
     kpi_names: tuple[tuple[str, ...], ...]
+    #: Per slot: per-fuel KPI name -> the asset rows whose slot holds that fuel (one fancy-index
+    #: assignment per name instead of a Python loop over assets).
+    by_name: tuple[dict[str, npt.NDArray[np.intp]], ...] = ()
 
     @classmethod
     def build(cls, assets: Sequence[Asset]) -> FuelSlots:
@@ -120,6 +123,13 @@ class FuelSlots:
             coal_mill=coal,
             gas=gas,
             kpi_names=tuple(names),
+            by_name=tuple(
+                {
+                    n: np.asarray([i for i, row in enumerate(names) if row[k] == n], dtype=np.intp)
+                    for n in dict.fromkeys(row[k] for row in names if row[k])
+                }
+                for k in range(n_k)
+            ),
         )
 
     @property
@@ -176,10 +186,10 @@ class FuelSlots:
             tph_total += np.where(ex, tph, 0.0)
             for j in range(3):
                 gas[j] += e_ex * self.gas[:, k, j]
-            for i, name in enumerate(row[k] for row in self.kpi_names):
-                if name:
-                    v, g = per_fuel.setdefault(name, (np.full(shape, np.nan), np.full(shape, np.nan)))
-                    v[:, i], g[:, i] = e[:, i], np.minimum(np.nan_to_num(tph_gf[:, i]), ncv_gf[:, i])
+            for name, idx in self.by_name[k].items():
+                v, g = per_fuel.setdefault(name, (np.full(shape, np.nan), np.full(shape, np.nan)))
+                v[:, idx] = e[:, idx]
+                g[:, idx] = np.minimum(np.nan_to_num(tph_gf[:, idx]), ncv_gf[:, idx])
         no_fuel = ~self.has_fuel
         gf[:, no_fuel] = np.nan
         gf[np.isinf(gf)] = np.nan

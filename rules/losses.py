@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
 
 from rules import constants as C
 from rules.assets import Asset
@@ -102,8 +101,8 @@ def loss_columns(
     values: Mapping[str, tuple[F64, F64]],
     fuel_cols: Mapping[str, tuple[F64, F64]],
     shape: tuple[int, int],
-) -> list[pl.Series]:
-    """``_loss_*`` columns of the signal frame, (windows x assets) flattened row-major: the split of
+) -> dict[str, F64]:
+    """``_loss_*`` arrays (windows x assets): the split of
     docs/kpis.md §10 for every kiln with a plan, NULL elsewhere. ``values`` are the role values and
     ``fuel_cols`` the fuel columns (rules/fuels.py) of the same evaluation. Kilns with the same design
     and signals are split in one call over all their (window, kiln) cells."""
@@ -112,7 +111,7 @@ def loss_columns(
     low = np.zeros(shape, dtype=bool)
     feed_v = values.get("kiln_feed_tph")
     if feed_v is None or "_heat" not in fuel_cols:
-        return _series(arrays, upper, low)
+        return _result(arrays, upper, low)
     for group in _groups(plans):
         first = group[0]
         cols = np.asarray([p.row for p in group], dtype=np.intp)
@@ -149,13 +148,10 @@ def loss_columns(
         if first.design.co_location == "kiln_inlet" and first.co_role is not None:
             upper[:, cols] = split.good.reshape(sub)
         low[:, cols] = (split.low_confidence & split.good).reshape(sub)
-    return _series(arrays, upper, low)
+    return _result(arrays, upper, low)
 
 
-def _series(
+def _result(
     arrays: dict[str, F64], upper: npt.NDArray[np.bool_], low: npt.NDArray[np.bool_]
-) -> list[pl.Series]:
-    out = [pl.Series(c, a.reshape(-1), dtype=pl.Float64, nan_to_null=True) for c, a in arrays.items()]
-    out.append(pl.Series("_loss_co_upper", upper.reshape(-1)).replace(False, None))
-    out.append(pl.Series("_loss_low_conf", low.reshape(-1)).replace(False, None))
-    return out
+) -> dict[str, F64]:
+    return {**arrays, "_loss_co_upper": upper.astype(np.float64), "_loss_low_conf": low.astype(np.float64)}

@@ -91,11 +91,11 @@ def _inherit(*kpis: str) -> list[Check]:
     return [(_c(k).is_null(), _c(f"{k}__reason")) for k in kpis]
 
 
-def stage_a(fuel_kpis: Sequence[str] = ()) -> list[list[pl.Expr]]:
-    """Per-asset KPIs from the asset's own roles (docs/kpis.md §1, §2, §4, §5, §8-§11). Several passes.
+def stage_a() -> list[list[pl.Expr]]:
+    """Per-asset KPIs from the asset's own roles (docs/kpis.md §1, §2, §4, §5, §8, §9). Several passes.
 
-    ``fuel_kpis``: the site's per-fuel heat KPIs (``fuel_<name>_gj_per_h``, rules/fuels.py), whose
-    values the signal frame carries as ``_f_<kpi>``.
+    The kiln KPIs of fuels, CSI CO2, the loss split and money (docs/kpis.md §9-§11) arrive finished
+    in the signal frame (rules/kiln_arrays.py); ``co2_kg_per_t_clinker`` reads the gross CO2 there.
     """
     feed, f_ratio = _c("kiln_feed_tph"), _c("feed_to_clinker")
     power, mill_feed, min_tph = _c("power_kw"), _c("feed_tph"), _c("min_product_tph")
@@ -116,43 +116,9 @@ def stage_a(fuel_kpis: Sequence[str] = ()) -> list[list[pl.Expr]]:
     first: list[_KpiExprs | pl.Expr] = [
         _kpi("clinker_tph", clinker, [], _gf("kiln_feed_tph")),
         _kpi("heat_input_gj_per_h", heat, fuel_checks, _gf("_heat")),
-        *(_kpi(n, _c(f"_f_{n}"), [], _gf(f"_f_{n}")) for n in fuel_kpis),
         _kpi(
             "specific_heat_mj_per_t_clinker",
             shc,
-            [*kiln_checks, *fuel_checks],
-            _gf("kiln_feed_tph", "_heat"),
-        ),
-        # docs/kpis.md §9.2: shares of the kiln's heat input (worked example §9.5: 24.11 % / 11.25 %)
-        _kpi(
-            "thermal_substitution_pct",
-            _c("_e_alt") / heat * 100.0,
-            [*fuel_checks, (heat <= 0.0, C.REASON_NO_FUEL)],
-            _gf("_heat"),
-        ),
-        _kpi(
-            "biomass_energy_pct",
-            _c("_e_bio") / heat * 100.0,
-            [*fuel_checks, (heat <= 0.0, C.REASON_NO_FUEL)],
-            _gf("_heat"),
-        ),
-        # docs/kpis.md §9.2, protocol lines 059c / 071: gross = calcination + fossil CO2 of the fuels,
-        # net = gross - fossil CO2 of alternative fuels, biogenic CO2 a memo (§9.5: 796.0 / 760.0 kg/t)
-        _kpi(
-            "co2_gross_kg_per_t_clinker",
-            _c("calcination_co2_kg_per_t") + _c("_co2_fossil") / clinker,
-            [*kiln_checks, *fuel_checks],
-            _gf("kiln_feed_tph", "_heat"),
-        ),
-        _kpi(
-            "co2_net_kg_per_t_clinker",
-            _c("calcination_co2_kg_per_t") + (_c("_co2_fossil") - _c("_co2_alt")) / clinker,
-            [*kiln_checks, *fuel_checks],
-            _gf("kiln_feed_tph", "_heat"),
-        ),
-        _kpi(
-            "co2_biogenic_kg_per_t_clinker",
-            _c("_co2_bio") / clinker,
             [*kiln_checks, *fuel_checks],
             _gf("kiln_feed_tph", "_heat"),
         ),
@@ -161,7 +127,10 @@ def stage_a(fuel_kpis: Sequence[str] = ()) -> list[list[pl.Expr]]:
         _kpi(
             "clinker_factor_pct",
             _c("clinker_feed_tph")
-            / (_c("clinker_feed_tph") + (mill_feed - _c("clinker_feed_tph")) * (1.0 - _c("mic_moisture_pct") / 100.0))
+            / (
+                _c("clinker_feed_tph")
+                + (mill_feed - _c("clinker_feed_tph")) * (1.0 - _c("mic_moisture_pct") / 100.0)
+            )
             * 100.0,
             [
                 (mill_feed.is_null() | _c("clinker_feed_tph").is_null(), C.REASON_NO_DATA),
@@ -170,7 +139,6 @@ def stage_a(fuel_kpis: Sequence[str] = ()) -> list[list[pl.Expr]]:
             ],
             _gf("feed_tph", "clinker_feed_tph"),
         ),
-        *_loss_kpis(kiln_checks, fuel_checks),
         _kpi(
             "specific_power_kwh_per_t",
             pl.when(is_kiln).then(power / clinker).otherwise(power / mill_feed),
@@ -244,68 +212,8 @@ def stage_a(fuel_kpis: Sequence[str] = ()) -> list[list[pl.Expr]]:
             _inherit("co2_gross_kg_per_t_clinker"),
             _c("co2_gross_kg_per_t_clinker__gf"),
         ),
-        _kpi(
-            "steady_state_flag",
-            (feed >= C.STEADY_FEED_FRACTION * _c("nominal_feed_tph")).cast(pl.Float64),
-            [(feed.is_null(), C.REASON_NO_DATA)],
-            _gf("kiln_feed_tph"),
-        ),
     ]
-    third: list[_KpiExprs | pl.Expr] = [
-        # docs/kpis.md §11: the deviation from target in GJ/h, priced and CO2-rated with the marginal
-        # fuel (worked example: 60 kcal/kg at 208.33 t/h = 52.34 GJ/h)
-        _kpi(
-            "excess_heat_gj_per_h",
-            (_c("specific_heat_kcal_per_kg_clinker") - _c("target_specific_heat_kcal_per_kg"))
-            * C.KJ_PER_KCAL
-            / 1000.0
-            * _c("clinker_tph"),
-            _inherit("specific_heat_kcal_per_kg_clinker", "clinker_tph"),
-            _c("specific_heat_mj_per_t_clinker__gf"),
-        ),
-    ]
-    excess = _c("excess_heat_gj_per_h")
-    fourth: list[_KpiExprs | pl.Expr] = [
-        _kpi(
-            "excess_fuel_cost_per_h",
-            excess * _c("_marg_price"),
-            _inherit("excess_heat_gj_per_h"),
-            _c("excess_heat_gj_per_h__gf"),
-        ),
-        _kpi(
-            "excess_co2_kg_per_h",
-            excess * _c("_marg_co2"),
-            _inherit("excess_heat_gj_per_h"),
-            _c("excess_heat_gj_per_h__gf"),
-        ),
-    ]
-    return [*_passes(first), *_passes(second), *_passes(third), *_passes(fourth)]
-
-
-def _loss_kpis(kiln_checks: list[Check], fuel_checks: list[Check]) -> list[_KpiExprs]:
-    """The five loss terms of docs/kpis.md §10, computed by the asset model (rules/heat_balance.py)
-    into ``_loss_*`` columns: here they only get the common guard. A kiln-inlet CO loss keeps its value
-    and says it is an upper bound; the unattributed remainder says when the split is low confidence."""
-    checks = [*kiln_checks, *fuel_checks]
-    gf = _gf("kiln_feed_tph", "_heat", "ph_exit_temp_c", "ph_exit_o2_pct")
-    out = [
-        _kpi("loss_exit_gas_temp_kcal_per_kg", _c("_loss_t"), checks, gf),
-        _kpi("loss_excess_air_kcal_per_kg", _c("_loss_o2"), checks, gf),
-        _kpi("loss_clinker_temp_kcal_per_kg", _c("_loss_tcl"), checks, pl.min_horizontal(gf, _gf("clinker_temp_c"))),
-        _kpi(
-            "loss_co_kcal_per_kg",
-            _c("_loss_co"),
-            [*checks, (_c("_loss_co_upper"), C.REASON_UPPER_BOUND)],
-            gf,
-        ),
-        _kpi(
-            "loss_unattributed_kcal_per_kg",
-            _c("_loss_rest"),
-            [*checks, (_c("_loss_low_conf"), C.REASON_LOW_CONFIDENCE)],
-            gf,
-        ),
-    ]
-    return out
+    return [*_passes(first), *_passes(second)]
 
 
 def stage_c(net_whr: bool) -> list[list[pl.Expr]]:
