@@ -30,8 +30,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    from agent.preflight import local_problems, warnings
     from rules.packs import RulePackError, load_rules
 
+    problems = local_problems(cfg)
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
     try:
         load_rules(cfg.rule_settings())
     except RulePackError as exc:
@@ -40,6 +46,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     n_tags = len(cfg.all_tags())
     print(f"{args.config}: OK ({len(cfg.sources)} sources, {n_tags} tags, {len(cfg.assets)} assets)")
+    for line in warnings(cfg):
+        print(f"warning: {line}")
     # values the plant did not give, so an auditor sees which numbers are defaults (docs/kpis.md §9.1)
     for i, a in enumerate(cfg.assets):
         for j, f in enumerate(a.fuels or ()):

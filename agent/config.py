@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from common.models import StrictModel
+from common.netaddr import check_host, check_url
 from connectors import SourceConfig
 from connectors.modbus_config import ModbusTag
 from connectors.opcua_config import OpcuaTag
@@ -44,9 +45,12 @@ class AgentSection(StrictModel):
     #: The DuckDB file (one per site); its directory is created at start.
     db_path: str = "data/kilnwatch.duckdb"
     #: How often the rule engine closes windows, computes KPIs and evaluates rules.
-    evaluate_every_secs: float = Field(default=10, gt=0)
+    evaluate_every_secs: float = Field(default=10, ge=0.1, le=3600)
     #: Samples reach DuckDB at least this often (a kill -9 loses at most this much).
-    flush_every_secs: float = Field(default=5, gt=0)
+    flush_every_secs: float = Field(default=5, gt=0, le=3600)
+    #: Samples held in memory while DuckDB cannot take them (disk full, I/O errors); beyond this the
+    #: oldest are dropped first and counted. About 60 bytes each: the default is about 120 MB.
+    max_buffered_samples: int = Field(default=2_000_000, ge=10_000, le=50_000_000)
     #: Extra rule packs (TOML), loaded after the built-in cement pack; a re-declared id overrides.
     rule_files: list[str] = Field(default_factory=list)
     #: Raw samples kept in memory for the rule engine. The engine folds each tick's new samples into
@@ -95,7 +99,22 @@ class AgentSection(StrictModel):
                 raise ValueError(f"shift start {s!r} is not HH:MM")
         if not v:
             raise ValueError("at least one shift start is needed")
+        starts = [(int(x.partition(":")[0]), int(x.partition(":")[2])) for x in v]
+        if len(set(starts)) != len(starts):
+            raise ValueError("the same shift start is listed twice")
         return sorted(v)
+
+    @field_validator("db_path")
+    @classmethod
+    def _db_path(cls, v: str) -> str:
+        if v in ("", ":memory:"):
+            raise ValueError("the agent stores everything in this file: give a file path")
+        return v
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _metrics_host(cls, v: str) -> str:
+        return check_host(v)
 
     @model_validator(mode="after")
     def _current_window_in_raw_samples(self) -> AgentSection:
@@ -188,12 +207,18 @@ class MqttSection(StrictModel):
     def _url(cls, v: str) -> str:
         if not (v.startswith("mqtt://") or v.startswith("mqtts://")):
             raise ValueError("must start with mqtt:// or mqtts://")
-        return v
+        return check_url(v)
 
     @model_validator(mode="after")
     def _password_not_inline(self) -> MqttSection:
         if self.password_env is not None and not self.password_env.replace("_", "").isalnum():
             raise ValueError("password_env names an environment variable, e.g. KILNWATCH_MQTT_PASSWORD")
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("give password_env or password_file, not both")
+        if self.reconnect_min_secs > self.reconnect_max_secs:
+            raise ValueError(
+                f"reconnect_min_secs {self.reconnect_min_secs:g} is above reconnect_max_secs {self.reconnect_max_secs:g}"
+            )
         return self
 
     def password(self) -> str | None:
@@ -360,8 +385,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read ({exc.strerror})"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{p}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8"]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{p}: not valid TOML ({exc})"]) from None
-    return parse_config(data)
+    except RecursionError:
+        raise ConfigError([f"{p}: nested too deeply to be a kilnwatch configuration"]) from None
+    try:
+        return parse_config(data)
+    except RecursionError:
+        raise ConfigError([f"{p}: nested too deeply to be a kilnwatch configuration"]) from None

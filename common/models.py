@@ -17,6 +17,10 @@ class StrictModel(BaseModel):
     Strict: a value of the wrong TOML type is an error instead of being coerced (``port = "5020"``,
     ``enabled = 1``), so every key behaves like ``poll_interval_ms = "fast"`` always did. An integer
     is still accepted for a float key (``altitude_m = 100``), which is what a TOML user expects.
+    TOML's ``inf`` and ``nan`` are refused everywhere: no setting of a plant is infinite, and a NaN
+    scale or limit would silently poison every value it touches.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, strict=True, allow_inf_nan=False
+    )

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 import polars as pl
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from common.models import StrictModel
 
@@ -34,6 +34,14 @@ class SourceBase(StrictModel):
     reconnect_max_ms: int = Field(default=30_000, ge=10)
     #: A disabled source stays in the file but is not polled.
     enabled: bool = True
+
+    @model_validator(mode="after")
+    def _reconnect_range(self) -> SourceBase:
+        if self.reconnect_min_ms > self.reconnect_max_ms:
+            raise ValueError(
+                f"reconnect_min_ms {self.reconnect_min_ms} is above reconnect_max_ms {self.reconnect_max_ms}"
+            )
+        return self
 
 
 class Quality(enum.StrEnum):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from common.models import StrictModel
+from common.netaddr import check_host
 from connectors.base import SourceBase
 
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bool"]
@@ -34,7 +35,12 @@ class ModbusTag(StrictModel):
 
     # ``register`` in the file; ``address`` in code because BaseModel already has ``register``.
     model_config = ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True, strict=True
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        str_strip_whitespace=True,
+        strict=True,
+        allow_inf_nan=False,
     )
 
     #: ``asset.signal``; the asset is the text before the first dot.
@@ -66,6 +72,10 @@ class ModbusTag(StrictModel):
             raise ValueError(f"table {self.table!r} holds single bits: data_type must be 'bool'")
         if self.address + REGISTER_WIDTH[self.data_type] - 1 > 65535:
             raise ValueError("register range runs past address 65535")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        if self.scale == 0:
+            raise ValueError("scale = 0 makes every value equal to offset")
         return self
 
     @property
@@ -94,6 +104,11 @@ class ModbusSource(SourceBase):
     quarantine_retry_secs: float = Field(default=60, gt=0)
     #: The values to read: ``[[sources.tags]]``.
     tags: list[ModbusTag] = Field(min_length=1)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        return check_host(v)
 
 
 __all__ = ["REGISTER_WIDTH", "DataType", "ModbusSource", "ModbusTag", "RegisterTable"]

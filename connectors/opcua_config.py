@@ -7,15 +7,25 @@ the file: the password comes from an environment variable or a file named here.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from common.models import StrictModel
+from common.netaddr import check_url
 from connectors.base import SourceBase
 
 Security = Literal["None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"]
+
+#: OPC UA node id string syntax (Part 6, 5.3.1.10): optional ``ns=<n>;`` or ``nsu=<uri>;``, then
+#: ``i=<number>``, ``s=<text>``, ``g=<guid>`` or ``b=<base64>``.
+_NODE_ID = re.compile(
+    r"^(?:(?:ns=\d{1,5}|nsu=[^;]+);)?"
+    r"(?:i=\d{1,10}|s=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|b=[A-Za-z0-9+/=]+)$",
+    re.S,
+)
 
 
 class OpcuaTag(StrictModel):
@@ -39,9 +49,20 @@ class OpcuaTag(StrictModel):
     @field_validator("node_id")
     @classmethod
     def _node_id(cls, v: str) -> str:
-        if not (v.startswith("ns=") or v.startswith("nsu=") or v.startswith("i=") or v.startswith("s=")):
-            raise ValueError("node id must look like 'ns=2;s=Name', 'nsu=URI;s=Name' or 'i=85'")
+        if not _NODE_ID.match(v):
+            raise ValueError(
+                "node id must look like 'ns=2;s=Name', 'ns=2;i=1001', 'nsu=URI;s=Name' or 'i=85' "
+                "(ns and i are numbers; g= a GUID, b= base64)"
+            )
         return v
+
+    @model_validator(mode="after")
+    def _range(self) -> OpcuaTag:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        if self.scale == 0:
+            raise ValueError("scale = 0 makes every value equal to offset")
+        return self
 
     @property
     def asset(self) -> str:
@@ -71,6 +92,9 @@ class OpcuaSource(SourceBase):
     password_env: str | None = None
     #: File whose first line is the password (e.g. a systemd credential), used when no env var is named.
     password_file: str | None = None
+    #: Allow a user name and password with ``security = "None"``: the password then crosses the
+    #: network in clear. Off by default; when on, the agent warns at every start.
+    allow_plaintext_password: bool = False
     #: The variables to read: ``[[sources.tags]]``.
     tags: list[OpcuaTag] = Field(min_length=1)
 
@@ -79,7 +103,7 @@ class OpcuaSource(SourceBase):
     def _endpoint(cls, v: str) -> str:
         if not v.startswith("opc.tcp://"):
             raise ValueError("must start with opc.tcp://")
-        return v
+        return check_url(v)
 
     @model_validator(mode="after")
     def _security(self) -> OpcuaSource:
@@ -87,6 +111,15 @@ class OpcuaSource(SourceBase):
             raise ValueError(f"security {self.security!r} needs cert_file and key_file")
         if self.password_env is not None and not self.password_env.replace("_", "").isalnum():
             raise ValueError("password_env names an environment variable, e.g. KILNWATCH_OPCUA_PASSWORD")
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("give password_env or password_file, not both")
+        if (self.password_env or self.password_file) and not self.username:
+            raise ValueError("a password needs a username")
+        if self.username and self.security == "None" and not self.allow_plaintext_password:
+            raise ValueError(
+                'username with security = "None" sends the password in clear: use '
+                "Basic256Sha256_SignAndEncrypt, or set allow_plaintext_password = true on a trusted network"
+            )
         return self
 
     def password(self) -> str | None:

@@ -319,11 +319,16 @@ class Asset(StrictModel):
             if self.fuel_tph is not None and self.fuel_ncv_mj_per_kg is None and self.fuel_ncv_tag is None:
                 raise ValueError("fuel_tph needs fuel_ncv_mj_per_kg or fuel_ncv_tag")
             if self.fuels is not None:
-                single = [k for k in ("fuel_tph", "fuel_ncv_mj_per_kg", "fuel_ncv_tag", "fuel_co2_kg_per_gj")
-                          if getattr(self, k) is not None]
+                single = [
+                    k
+                    for k in ("fuel_tph", "fuel_ncv_mj_per_kg", "fuel_ncv_tag", "fuel_co2_kg_per_gj")
+                    if getattr(self, k) is not None
+                ]
                 if single:
-                    raise ValueError(f"{', '.join(single)}: give the fuels as [[assets.fuels]] or with the"
-                                     " single-fuel keys, not both")
+                    raise ValueError(
+                        f"{', '.join(single)}: give the fuels as [[assets.fuels]] or with the"
+                        " single-fuel keys, not both"
+                    )
                 if not self.fuels:
                     raise ValueError("fuels is empty: list at least one [[assets.fuels]] or leave it out")
                 if sum(f.marginal for f in self.fuels) > 1:
@@ -417,6 +422,10 @@ def asset_problems(assets: Sequence[Asset], tag_names: Iterable[str]) -> list[st
             problems.append(f"assets[{i}].id: duplicate asset id {a.id!r}")
         for role, tags in a.roles().items():
             problems.extend(f"assets[{i}].{role}: unknown tag {t!r}" for t in tags if t not in known)
+            twice = sorted({t for t in tags if tags.count(t) > 1})
+            problems.extend(
+                f"assets[{i}].{role}: tag {t!r} listed twice (it would count twice)" for t in twice
+            )
         if a.fuel_ncv_tag is not None and a.fuel_ncv_tag not in known:
             problems.append(f"assets[{i}].fuel_ncv_tag: unknown tag {a.fuel_ncv_tag!r}")
         names: dict[str, int] = {}
@@ -425,7 +434,12 @@ def asset_problems(assets: Sequence[Asset], tag_names: Iterable[str]) -> list[st
             if f.name in names:
                 problems.append(f"{at}.name: duplicate fuel name {f.name!r} (also fuels[{names[f.name]}])")
             names.setdefault(f.name, j)
-            problems.extend(f"{at}.tph: unknown tag {t!r}" for t in as_tag_list(f.tph) if t not in known)
+            tph = as_tag_list(f.tph)
+            problems.extend(f"{at}.tph: unknown tag {t!r}" for t in tph if t not in known)
+            problems.extend(
+                f"{at}.tph: tag {t!r} listed twice (it would count twice)"
+                for t in sorted({t for t in tph if tph.count(t) > 1})
+            )
             if f.ncv_tag is not None and f.ncv_tag not in known:
                 problems.append(f"{at}.ncv_tag: unknown tag {f.ncv_tag!r}")
         if a.type in ("whr", "cement_mill") and a.kiln is not None and a.kiln not in kilns:

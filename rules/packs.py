@@ -164,7 +164,9 @@ def _check_template(template: str) -> str | None:
                 sample[name] = 1.0
             else:
                 allowed = ", ".join(sorted(TEMPLATE_FIELDS | {"currency"}))
-                return f"message field {{{name}}} is not one of {allowed}, a KPI, a signal role or a parameter"
+                return (
+                    f"message field {{{name}}} is not one of {allowed}, a KPI, a signal role or a parameter"
+                )
         if spec and "{" in spec:
             return "nested fields in a message template are not supported"
         if spec and any(int(n) > _MAX_SPEC_NUMBER for n in re.findall(r"\d+", spec)):
@@ -230,11 +232,38 @@ class _Table:
         src = self.text(key)
         if src is None:
             return None
+        if (why := _too_complex(src)) is not None:
+            self.problem(f"{key}: {why}")
+            return None
         try:
             return parse_condition(src)
         except ExprError as exc:
             self.problem(f"{key}: {exc}")
             return None
+        except RecursionError:
+            self.problem(f"{key}: nested too deeply (at most {MAX_NESTING} levels)")
+            return None
+
+
+#: Bounds of a condition: deeper nesting or longer text is a mistake (or an attack), never a plant rule.
+MAX_NESTING = 20
+MAX_CONDITION_CHARS = 2000
+#: ``for`` and ``window`` beyond a week are refused: the engine keeps per-minute state for them.
+MAX_DURATION_SECS = 7 * 86400
+
+
+def _too_complex(src: str) -> str | None:
+    """Why a condition text is refused before parsing, or None (parsing it could exhaust the stack)."""
+    if len(src) > MAX_CONDITION_CHARS:
+        return f"longer than {MAX_CONDITION_CHARS} characters"
+    depth = deepest = 0
+    for ch in src:
+        depth += (ch == "(") - (ch == ")")
+        deepest = max(deepest, depth)
+    nots = len(re.findall(r"\bnot\b", src))
+    if deepest > MAX_NESTING or nots > MAX_NESTING:
+        return f"nested deeper than {MAX_NESTING} levels"
+    return None
 
 
 def _identity(t: _Table) -> tuple[str, bool] | None:
@@ -282,15 +311,21 @@ def _durations(t: _Table) -> tuple[float, float]:
     for_secs = window_secs = 0.0
     try:
         for_secs = parse_duration(t.raw.get("for", 0))
+        if for_secs > MAX_DURATION_SECS:
+            raise ValueError(f"longer than {MAX_DURATION_SECS // 86400} days")
     except ValueError as exc:
         t.problem(f"for: {exc}")
+        for_secs = 0.0
     if "window" in t.raw:
         try:
             window_secs = parse_duration(t.raw["window"])
             if window_secs < 1:
                 raise ValueError("a rule window must be at least 1 s")
+            if window_secs > MAX_DURATION_SECS:
+                raise ValueError(f"longer than {MAX_DURATION_SECS // 86400} days")
         except ValueError as exc:
             t.problem(f"window: {exc}")
+            window_secs = 0.0
     return for_secs, window_secs
 
 
@@ -371,6 +406,8 @@ def parse_rule_pack(text: str, source: str) -> tuple[list[Rule], list[str], list
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return [], [], [f"{source}: not valid TOML ({exc})"]
+    except RecursionError:
+        return [], [], [f"{source}: nested too deeply to be a rule pack"]
     for k in sorted(set(doc) - {"rule"}):
         problems.append(f"{source}: unknown top-level key '{k}' (rules are [[rule]] tables)")
     tables = doc.get("rule", [])
@@ -413,6 +450,8 @@ def load_rules(settings: RuleSettings) -> list[Rule]:
             sources.append((f, Path(f).read_text(encoding="utf-8")))
         except OSError as exc:
             problems.append(f"{f}: cannot read ({exc.strerror})")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{f}: not UTF-8 text (byte {exc.start}); rule packs are UTF-8")
     for label, text in sources:
         rules, disabled, probs = parse_rule_pack(text, label)
         problems.extend(probs)

@@ -116,7 +116,15 @@ async def test_unsecured_session_is_refused_by_a_secure_only_server(
     secure_server: OpcuaTestServer, certs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "s3cret")
-    src = source(secure_server, certs, security="None", cert_file=None, key_file=None, server_cert_file=None)
+    src = source(
+        secure_server,
+        certs,
+        security="None",
+        cert_file=None,
+        key_file=None,
+        server_cert_file=None,
+        allow_plaintext_password=True,  # refused by the config otherwise (the password would go in clear)
+    )
     assert await read(src) == (None, "comm_error")
 
 

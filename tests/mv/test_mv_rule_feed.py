@@ -23,7 +23,10 @@ SITE = "plant1"
 def _config() -> Any:
     return parse_config(
         {
-            "agent": {"site": SITE, "db_path": ":memory:"},
+            "agent": {
+                "site": SITE,
+                "db_path": "unused.duckdb",
+            },  # the tests hand the agent an in-memory connection
             "sources": [
                 {
                     "name": "plc1",
@@ -80,13 +83,21 @@ async def test_last_hour_20_pct_above_the_baseline_is_fed_to_the_engine_and_aler
     expected_day = b.intercept + b.coefficients[0] * 8000 * 24
     hour_start = now - timedelta(hours=1)
     storage.insert_samples(
-        con, SITE, constant_samples("rawmill1.feed_tph", hour_start, [8000.0], timedelta(hours=1), timedelta(seconds=10))
+        con,
+        SITE,
+        constant_samples(
+            "rawmill1.feed_tph", hour_start, [8000.0], timedelta(hours=1), timedelta(seconds=10)
+        ),
     )
     storage.insert_samples(
         con,
         SITE,
         constant_samples(
-            "rawmill1.power_kw", hour_start, [1.2 * expected_day / 24], timedelta(hours=1), timedelta(seconds=10)
+            "rawmill1.power_kw",
+            hour_start,
+            [1.2 * expected_day / 24],
+            timedelta(hours=1),
+            timedelta(seconds=10),
         ),
     )
     agent._start_engine()
