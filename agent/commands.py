@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import tomllib
@@ -16,7 +17,7 @@ import polars as pl
 
 from agent.cli import config_from_args
 from agent.config import Config, MqttSection, parse_config
-from common.cli import EXIT_OK, CliError, add_config_arg, stop_on_signals
+from common.cli import EXIT_OK, EXIT_USAGE, CliError, add_config_arg, stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,62 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     _check_rules(cfg)
-    asyncio.run(_run(cfg))
+    _check_local_files(cfg)
+    protect_secrets(cfg)
+    from agent.storage_guard import StorageLostError
+
+    try:
+        asyncio.run(_run(cfg))
+    except OSError as exc:  # e.g. the metrics port in use: one line, not a traceback (exit 2)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CliError(f"cannot start: {exc.strerror or exc}{where}", EXIT_USAGE) from None
+    except BaseExceptionGroup as group:  # a lost database: one line, systemd restarts and reopens it
+        lost = group.subgroup(StorageLostError)
+        if lost is None:
+            raise
+        raise CliError(str(lost.exceptions[0])) from None
     return EXIT_OK
+
+
+def _check_local_files(cfg: Config) -> None:
+    """What check-config rejects, run rejects too: files and the database path (agent/preflight.py)."""
+    from agent.preflight import local_problems
+
+    problems = local_problems(cfg)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        raise SystemExit(2)
+
+
+def protect_secrets(cfg: Config) -> None:
+    """Mask the configured passwords in every log line, create files without world access, and warn
+    about settings that expose the gateway (docs/configuration.md, secrets)."""
+    from common.redact import install
+    from connectors.opcua_config import OpcuaSource
+
+    secrets: list[str | None] = []
+    for src in cfg.sources:
+        if isinstance(src, OpcuaSource) and src.username:
+            with contextlib.suppress(OSError):  # the connector reports an unreadable file when it connects
+                secrets.append(src.password())
+            if src.security == "None":
+                log.warning(
+                    'source %s: the OPC UA password is sent in clear (security = "None", '
+                    "allow_plaintext_password = true)",
+                    src.name,
+                )
+    if cfg.mqtt is not None:
+        with contextlib.suppress(OSError):
+            secrets.append(cfg.mqtt.password())
+    install(*secrets)
+    # database, WAL, snapshot and exports: owner read/write, group read, nothing for others (0640)
+    os.umask(0o027)
+    from agent.preflight import warnings
+
+    for line in warnings(cfg):
+        if "allow_plaintext_password" not in line:  # said above with the source's name
+            log.warning("%s", line)
 
 
 def _check_rules(cfg: Config) -> None:
@@ -94,6 +149,7 @@ async def _run(cfg: Config) -> None:
 # ------------------------------------------------------------------ once
 def cmd_once(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    protect_secrets(cfg)
     frame = asyncio.run(_read_all_once(cfg))
     from rich.console import Console
 

@@ -70,6 +70,17 @@ class AgentMetrics:
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
             registry=r,
         )
+        self.storage_ok = Gauge(
+            "kilnwatch_storage_ok",
+            "1 while writes to DuckDB succeed, 0 while they fail (disk full)",
+            registry=r,
+        )
+        self.rows_dropped = Counter(
+            "kilnwatch_storage_rows_dropped",
+            "Rows dropped (oldest first) because DuckDB could not take them and the buffer was full",
+            ["table"],
+            registry=r,
+        )
         self.rows_written = Counter(
             "kilnwatch_storage_rows_written", "Rows appended to DuckDB, by table", ["table"], registry=r
         )

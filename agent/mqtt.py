@@ -139,6 +139,8 @@ class MqttLink:
         self._db: duckdb.DuckDBPyConnection | None = None
         self._wake = asyncio.Event()
         self._wire: Wire | None = None
+        #: a degraded condition shown in the ``online`` status (:meth:`set_condition`)
+        self._condition: str | None = None
         # outbox drain state of the current connection
         self._pending: deque[OutboxRow] = deque()
         self._inflight: dict[int, OutboxRow] = {}
@@ -441,11 +443,15 @@ class MqttLink:
             self._flush_handle = None
         if self._db is None or not (self._acked or self._refused):
             return
-        acked, self._acked = self._acked, []
-        refused, self._refused = self._refused, []
-        mark_delivered(self._db, acked)
-        for seq, why in refused:
-            mark_delivered(self._db, [seq], result=why)
+        acked, refused = self._acked, self._refused
+        try:
+            mark_delivered(self._db, acked)
+            for seq, why in refused:
+                mark_delivered(self._db, [seq], result=why)
+        except duckdb.Error as exc:  # disk full: keep the acks and mark them on a later flush
+            log.debug("outbox: cannot mark %d message(s) delivered yet: %s", len(acked) + len(refused), exc)
+            return
+        self._acked, self._refused = [], []
         if refused:
             log.warning(
                 "MQTT broker %s refused %d alert message(s) (%s); they will not be retried",
@@ -472,15 +478,30 @@ class MqttLink:
                 self.stats.backlog = count_undelivered(self._db)
         if force or now - self._last_prune >= _PRUNE_EVERY_SECS:
             self._last_prune = now
-            n = prune_delivered(self._db, older_than_days=self._retention_days)
+            try:
+                n = prune_delivered(self._db, older_than_days=self._retention_days)
+            except duckdb.Error as exc:  # disk full: prune next time
+                log.debug("outbox: prune failed: %s", exc)
+                n = 0
             if n:
                 log.info("outbox: pruned %d delivered message(s) older than %g days", n, self._retention_days)
 
     # -- helpers ------------------------------------------------------------------------------
+    def set_condition(self, reason: str | None) -> None:
+        """A degraded condition of the agent (e.g. storage failing) for the retained ``status``; None =
+        healthy again. Published at once when connected, and with every later ``online``."""
+        if reason == self._condition:
+            return
+        self._condition = reason
+        if self._wire is not None and self.stats.connected:
+            self._wire.publish(self._status_topic, to_json(self._status("online")), qos=1, retain=True)
+
     def _status(self, state: Literal["online", "offline"], *, reason: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"state": state, "site": self._site, "ts": iso_utc(datetime.now(UTC))}
         if reason is not None:
             out["reason"] = reason
+        elif state == "online" and self._condition is not None:
+            out["reason"] = self._condition
         if state == "online":
             out["client_id"] = self._client_id
         return out

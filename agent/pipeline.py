@@ -30,6 +30,7 @@ import polars as pl
 from agent import storage
 from agent.config import Config
 from agent.metrics import AgentMetrics
+from agent.storage_guard import StorageGuard, disable_autocheckpoint
 from connectors.base import Connector, Quality, empty_samples, now_utc
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 QUEUE_MAX_FRAMES = 1024
 #: Flush early when this many sample rows are pending, whatever flush_every_secs says.
 FLUSH_MAX_ROWS = 200_000
+#: KPI rows held in memory while the database cannot take them (a day of 1-min rows of a big site).
+MAX_HELD_KPI_ROWS = 500_000
 #: Bound of the shutdown's last rule tick (one ordinary tick's work: tens of ms at 10k tags).
 FINAL_EVALUATION_TIMEOUT_SECS = 10.0
 
@@ -59,6 +62,9 @@ class AgentView:
     recent_events: deque[AlertEvent] = field(default_factory=lambda: deque(maxlen=20))
     samples_written: int = 0
     kpi_rows_written: int = 0
+    #: rows dropped (oldest first) while the database could not take them (docs/reliability.md)
+    samples_dropped: int = 0
+    kpi_rows_dropped: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -97,6 +103,11 @@ class Agent:
         self._last_savings_update = 0.0
         self._excess_hour: datetime | None = None
         self._next_snapshot = 0.0
+        #: rows DuckDB could not take yet (disk full): retried by the writer, agent/storage_guard.py
+        self.guard = StorageGuard(cfg.agent.db_path)
+        self._held_kpi: list[pl.DataFrame] = []
+        self._held_events: list[AlertEvent] = []
+        self._held_written = 0
         self._prepare_db()
 
     # ---------------------------------------------------------------- setup
@@ -112,6 +123,7 @@ class Agent:
         from agent.views import create_views
 
         ensure_outbox(self.con)
+        disable_autocheckpoint(self.con)  # the writer checkpoints while there is room (storage_guard)
         create_views(self.con, shifts=self.cfg.agent.shifts)
         storage.upsert_assets(self.con, self.site, self.cfg.assets)
         a = self.cfg.agent
@@ -158,6 +170,7 @@ class Agent:
                 con=self.con,
                 outbox_retention_days=self.cfg.mqtt.outbox_retention_days,
             )
+            self.guard.on_condition = self.mqtt
         try:
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -178,6 +191,15 @@ class Agent:
             gc.unfreeze()
             self._drain_queue()
             self._flush()
+            if self.guard.fault is not None:
+                log.warning(
+                    "stopping with the database still failing (%s): %d sample(s), %d KPI row batch(es) and "
+                    "%d alert event(s) not stored",
+                    self.guard.fault,
+                    self._pending_rows,
+                    len(self._held_kpi),
+                    len(self._held_events),
+                )
             self.metrics.close()
             if self._own_con:
                 self.con.close()
@@ -217,10 +239,13 @@ class Agent:
         if was_up is None or was_up == down:
             state = "down" if down else "up"
             if was_up is not None or down:
-                self.con.execute(
-                    "INSERT INTO source_status VALUES (?, ?, ?, ?, ?)",
-                    [now_utc(), self.site, name, state, None],
-                )
+                try:
+                    self.con.execute(
+                        "INSERT INTO source_status VALUES (?, ?, ?, ?, ?)",
+                        [now_utc(), self.site, name, state, None],
+                    )
+                except duckdb.Error as exc:  # disk full: the connector's log line still says it
+                    log.debug("source_status row for %s not stored: %s", name, exc)
             self.view.source_up[name] = not down
 
     # ---------------------------------------------------------------- storage
@@ -243,6 +268,8 @@ class Agent:
         self.view.last_frames[name] = frame
         self._pending.append(frame)
         self._pending_rows += frame.height
+        if self.guard.fault is not None:  # the database is failing: keep the buffer bounded
+            self._bound_pending()
         if self._window_tags:
             if self._window_dtype is not None:
                 # the engine's Enum: drops other tags and saves the rule tick a string group-by
@@ -259,16 +286,72 @@ class Agent:
             self._accept(name, frame)
 
     def _flush(self) -> None:
-        if not self._pending:
+        """Append the pending samples; while DuckDB cannot take them (disk full) they wait in memory,
+        bounded by ``max_buffered_samples`` (oldest dropped first), and are retried with backoff."""
+        if self._pending and self.guard.may_write():
+            t0 = time.perf_counter()
+            batch = pl.concat(self._pending, how="vertical") if len(self._pending) > 1 else self._pending[0]
+            try:
+                n = storage.insert_samples(self.con, self.site, batch)
+            except duckdb.Error as exc:
+                self._pending = [batch]
+                self._pending_rows = batch.height
+                self.guard.failed(exc, what="samples")
+                self.metrics.storage_ok.set(0)
+            else:
+                held = self._pending_rows if self.guard.fault is not None else 0
+                self._pending.clear()
+                self._pending_rows = 0
+                self.metrics.flush_duration.observe(time.perf_counter() - t0)
+                self.metrics.rows_written.labels("samples").inc(n)
+                self.view.samples_written += n
+                self._held_written += held
+                self._store_held()
+        self._bound_pending()
+        if self.guard.fault is None:
+            self.guard.maybe_checkpoint(self.con)
+
+    def _bound_pending(self) -> None:
+        """Drop the oldest pending samples beyond ``max_buffered_samples`` (counted, never alerts)."""
+        limit = self.cfg.agent.max_buffered_samples
+        while self._pending_rows > limit and self._pending:
+            over = self._pending_rows - limit
+            first = self._pending[0]
+            cut = min(over, first.height)
+            if cut == first.height:
+                self._pending.pop(0)
+            else:
+                self._pending[0] = first.slice(cut)
+            self._pending_rows -= cut
+            self.view.samples_dropped += cut
+            self.metrics.rows_dropped.labels("samples").inc(cut)
+
+    def _store_held(self) -> None:
+        """Once writes work again: the KPI rows and alert events held during the fault, then the
+        one line that says the fault is over (agent/storage_guard.py)."""
+        from agent.outbox import record_events
+
+        try:
+            if self._held_events:
+                record_events(self.con, self._held_events)
+                self._held_events.clear()
+                if self.mqtt is not None:
+                    self.mqtt.notify()
+            while self._held_kpi:
+                n = storage.insert_frame(self.con, "kpi", self._held_kpi[0])
+                self._held_kpi.pop(0)
+                self.metrics.rows_written.labels("kpi").inc(n)
+                self.view.kpi_rows_written += n
+                self._held_written += n
+        except duckdb.Error as exc:
+            self.guard.failed(exc, what="held KPI rows and alerts")
+            self.metrics.storage_ok.set(0)
             return
-        t0 = time.perf_counter()
-        batch = pl.concat(self._pending, how="vertical")
-        self._pending.clear()
-        self._pending_rows = 0
-        n = storage.insert_samples(self.con, self.site, batch)
-        self.metrics.flush_duration.observe(time.perf_counter() - t0)
-        self.metrics.rows_written.labels("samples").inc(n)
-        self.view.samples_written += n
+        self.guard.succeeded(
+            held_written=self._held_written, dropped=self.view.samples_dropped + self.view.kpi_rows_dropped
+        )
+        self._held_written = 0
+        self.metrics.storage_ok.set(1)
 
     # ---------------------------------------------------------------- rules
     def window_frame(self, now: datetime) -> pl.DataFrame:
@@ -358,15 +441,36 @@ class Agent:
         self.view.grades = dict(result.grades)
 
     def _store(self, result: TickResult) -> None:
-        """A tick's KPI rows to DuckDB and its alert events to the alert store and outbox."""
+        """A tick's KPI rows to DuckDB and its alert events to the alert store and outbox.
+
+        While the database cannot take them they are held (KPI rows bounded, oldest dropped; alert
+        events never) and written by the writer once it can (:meth:`_store_held`)."""
         from agent.outbox import record_events
 
         if result.kpi_rows.height:
-            n = storage.insert_frame(self.con, "kpi", result.kpi_rows)
-            self.metrics.rows_written.labels("kpi").inc(n)
-            self.view.kpi_rows_written += n
+            self._held_kpi.append(result.kpi_rows)
         if result.events:
-            record_events(self.con, result.events)
+            self._held_events.extend(result.events)
+        if self.guard.fault is None:
+            try:
+                if self._held_events:
+                    record_events(self.con, self._held_events)
+                    self._held_events.clear()
+                while self._held_kpi:
+                    n = storage.insert_frame(self.con, "kpi", self._held_kpi[0])
+                    self._held_kpi.pop(0)
+                    self.metrics.rows_written.labels("kpi").inc(n)
+                    self.view.kpi_rows_written += n
+            except duckdb.Error as exc:
+                self.guard.failed(exc, what="KPI rows and alerts")
+                self.metrics.storage_ok.set(0)
+        held_rows = sum(f.height for f in self._held_kpi)
+        while held_rows > MAX_HELD_KPI_ROWS and len(self._held_kpi) > 1:
+            gone = self._held_kpi.pop(0)
+            held_rows -= gone.height
+            self.view.kpi_rows_dropped += gone.height
+            self.metrics.rows_dropped.labels("kpi").inc(gone.height)
+        if result.events:
             for ev in result.events:
                 self.metrics.alert_events.labels(ev.state).inc()
                 self.view.recent_events.appendleft(ev)
@@ -412,7 +516,7 @@ class Agent:
                 excess_values(closed, **prices), self.site, hour - timedelta(hours=1), units
             )
             if rows.height:
-                storage.insert_frame(self.con, "kpi", rows)
+                self._held_kpi.append(rows)  # stored with the next tick's rows (held while disk full)
 
     async def _snapshot(self) -> None:
         """Write the auditors' snapshot (``agent.snapshot_path``) every ``snapshot_every_secs``.
