@@ -106,7 +106,9 @@ class RuleEngine:
         self._external: dict[str, dict[str, float]] = {}
         self._groups: dict[int | None, list[_Compiled]] = {}
         #: names that are columns of the evaluation frames (messages may show any of them)
-        self._columns = frozenset().union(*self.model.available.values()) if self.model.available else frozenset()
+        self._columns = (
+            frozenset().union(*self.model.available.values()) if self.model.available else frozenset()
+        )
         self._asset_ids = [a.id for a in self.model.assets]
         row_of = {a: i for i, a in enumerate(self._asset_ids)}
         #: rows of the (rule, asset) pairs that are pending or firing, per rule id
