@@ -449,7 +449,8 @@ class AssetModel:
                     "_marg_price",
                     "_marg_co2",
                 )
-            },
+            }
+            | {"_is_kiln": (self.params.get_column("type") == "kiln").cast(pl.Float64).to_numpy()},
         )
 
     # -------------------------------------------------------------- construction

@@ -82,9 +82,17 @@ def kiln_columns(
 
     ``params`` are per-asset arrays (A,): ``feed_to_clinker``, ``min_product_tph``,
     ``calcination_co2_kg_per_t``, ``target_specific_heat_kcal_per_kg``, ``nominal_feed_tph``,
-    ``_marg_price``, ``_marg_co2``. Rows of assets a KPI does not apply to get values that the
-    model's applicability mask drops.
+    ``_marg_price``, ``_marg_co2``, ``_is_kiln`` (1 for kilns). Rows of assets a KPI does not apply
+    to get values that the model's applicability mask drops, and no reason.
     """
+    # only the kiln columns are computed (a fifth of the assets on a typical site), then scattered
+    kilns = np.flatnonzero(params["_is_kiln"] > 0)
+    full_shape = shape
+    shape = (shape[0], len(kilns))
+    values = {k: (v[:, kilns], g[:, kilns]) for k, (v, g) in values.items()}
+    fuel_cols = {k: (v[:, kilns], g[:, kilns]) for k, (v, g) in fuel_cols.items()}
+    loss_cols = {k: v[:, kilns] for k, v in loss_cols.items()}
+    params = {k: v[kilns] for k, v in params.items()}
     nan = np.full(shape, np.nan)
     feed, feed_gf = values.get("kiln_feed_tph", (nan, nan))
     heat, heat_gf = fuel_cols.get("_heat", (nan, nan))
@@ -149,11 +157,22 @@ def kiln_columns(
         for name in ("excess_fuel_cost_per_h", "excess_co2_kg_per_h"):
             v, code, g = out[name]
             out[name] = (v, np.where(np.isnan(ex[0]) & (ex[1] > 0), ex[1], code), g)
+    # rows of other assets: NULL and no reason (their KPI rows are never emitted); the reasons are
+    # scattered into an all-NULL column instead of building a Python string per row
     series: list[pl.Series] = []
+    n = full_shape[0] * full_shape[1]
     for name, (v, code, g) in out.items():
-        series.append(pl.Series(name, v.reshape(-1), dtype=pl.Float64, nan_to_null=True))
-        series.append(pl.Series(f"{name}__reason", _REASON_ARRAY[code.reshape(-1)].tolist(), dtype=pl.String))
-        series.append(pl.Series(f"{name}__gf", g.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+        value, good = np.full(full_shape, np.nan), np.full(full_shape, np.nan)
+        codes = np.zeros(full_shape, dtype=np.uint8)
+        value[:, kilns], good[:, kilns], codes[:, kilns] = v, g, code
+        flat = codes.reshape(-1)
+        nz = np.flatnonzero(flat)
+        reason = pl.repeat(None, n, dtype=pl.String, eager=True).alias(f"{name}__reason")
+        if nz.size:
+            reason = reason.scatter(nz, pl.Series(_REASON_ARRAY[flat[nz]].tolist(), dtype=pl.String))
+        series.append(pl.Series(name, value.reshape(-1), dtype=pl.Float64, nan_to_null=True))
+        series.append(reason)
+        series.append(pl.Series(f"{name}__gf", good.reshape(-1), dtype=pl.Float64, nan_to_null=True))
     return series
 
 
