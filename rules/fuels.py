@@ -137,6 +137,7 @@ class FuelSlots:
         """Distinct per-fuel KPI names of the site, in first-seen order."""
         return tuple(dict.fromkeys(n for row in self.kpi_names for n in row if n))
 
+    @np.errstate(invalid="ignore", over="ignore")  # an inf feeder value gives NaN sums, guarded later
     def columns(self, combine: Combine, n_w: int) -> dict[str, tuple[F64, F64]]:
         """(value, good fraction) arrays of shape (windows x assets) for the fuel columns.
 
