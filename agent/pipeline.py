@@ -326,9 +326,9 @@ class Agent:
             self.view.samples_dropped += cut
             self.metrics.rows_dropped.labels("samples").inc(cut)
 
-    def _store_held(self) -> None:
-        """Once writes work again: the KPI rows and alert events held during the fault, then the
-        one line that says the fault is over (agent/storage_guard.py)."""
+    def _write_held(self, what: str) -> bool:
+        """Write the held alert events (atomically, agent/outbox.py) and KPI rows; False when the
+        database refused them (they stay held, the guard schedules the retry)."""
         from agent.outbox import record_events
 
         try:
@@ -342,14 +342,21 @@ class Agent:
                 self._held_kpi.pop(0)
                 self.metrics.rows_written.labels("kpi").inc(n)
                 self.view.kpi_rows_written += n
-                self._held_written += n
+                if self.guard.fault is not None:
+                    self._held_written += n
         except duckdb.Error as exc:
-            self.guard.failed(exc, what="held KPI rows and alerts")
+            self.guard.failed(exc, what=what)
             self.metrics.storage_ok.set(0)
+            return False
+        return True
+
+    def _store_held(self) -> None:
+        """Once writes work again: what was held during the fault, then the one line that says the
+        fault is over (agent/storage_guard.py)."""
+        if not self._write_held("held KPI rows and alerts"):
             return
-        self.guard.succeeded(
-            held_written=self._held_written, dropped=self.view.samples_dropped + self.view.kpi_rows_dropped
-        )
+        dropped = self.view.samples_dropped + self.view.kpi_rows_dropped
+        self.guard.succeeded(held_written=self._held_written, dropped=dropped)
         self._held_written = 0
         self.metrics.storage_ok.set(1)
 
@@ -445,25 +452,13 @@ class Agent:
 
         While the database cannot take them they are held (KPI rows bounded, oldest dropped; alert
         events never) and written by the writer once it can (:meth:`_store_held`)."""
-        from agent.outbox import record_events
 
         if result.kpi_rows.height:
             self._held_kpi.append(result.kpi_rows)
         if result.events:
             self._held_events.extend(result.events)
         if self.guard.fault is None:
-            try:
-                if self._held_events:
-                    record_events(self.con, self._held_events)
-                    self._held_events.clear()
-                while self._held_kpi:
-                    n = storage.insert_frame(self.con, "kpi", self._held_kpi[0])
-                    self._held_kpi.pop(0)
-                    self.metrics.rows_written.labels("kpi").inc(n)
-                    self.view.kpi_rows_written += n
-            except duckdb.Error as exc:
-                self.guard.failed(exc, what="KPI rows and alerts")
-                self.metrics.storage_ok.set(0)
+            self._write_held("KPI rows and alerts")
         held_rows = sum(f.height for f in self._held_kpi)
         while held_rows > MAX_HELD_KPI_ROWS and len(self._held_kpi) > 1:
             gone = self._held_kpi.pop(0)
