@@ -37,7 +37,7 @@ from rules.catalogue import (
 )
 from rules.dense import DenseStats, TagIndex, combine_roles
 from rules.fuels import FuelSlots, fuel_kpi, ncv_role, tph_role
-from rules.kiln_arrays import kiln_columns
+from rules.kiln_arrays import kiln_columns, nulls
 from rules.losses import LossPlan, loss_columns, loss_plans
 from rules.stages import SMALL_ENGINE, stage_a, stage_c
 
@@ -585,7 +585,7 @@ class AssetModel:
             values[NCV] = (np.where(listed, mix_ncv, ncv_v), np.where(listed, heat_gf, ncv_g))
         for role in ALL_ROLES:
             if role not in values:
-                none = pl.repeat(None, n_w * n_a, dtype=pl.Float64, eager=True)
+                none = nulls(role, n_w * n_a, pl.Float64())
                 cols += [none.alias(role), none.alias(f"{role}__gf")]
                 continue
             value, good = values[role]
@@ -705,7 +705,7 @@ class AssetModel:
             return pl.Series(grid.reshape(-1)[keep], nan_to_null=True)
 
         # reasons are rare: scatter the non-null ones into an all-NULL column
-        reason = pl.repeat(None, len(keep), dtype=pl.String, eager=True)
+        reason = nulls("reason", len(keep), pl.String())
         pos: list[npt.NDArray[np.int64]] = []
         text: list[pl.Series] = []
         out_pos = np.full(kpis.height * nk, -1, dtype=np.int64)  # flat (row, KPI) -> output row
