@@ -34,6 +34,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # a daemon's journal wants its life cycle (start, stop, sources connected), not only problems
     p.set_defaults(func=cmd_run, log_level=logging.INFO)
 
+    p = sub.add_parser(
+        "maintain",
+        help="move old raw samples to the Parquet archive, prune, compact and keep the disk budget, once",
+        description="What the daemon does every day at agent.maintain_at (docs/storage.md): whole UTC days "
+        "older than agent.samples_retention_days go to agent.archive_dir, samples_1m is refreshed and "
+        "pruned, the file is checkpointed and the oldest archive days go when over the disk budget. "
+        "Needs the database to itself: stop the agent first, or let the agent do it.",
+    )
+    add_config_arg(p)
+    p.set_defaults(func=cmd_maintain)
+
     p = sub.add_parser("once", help="poll every source once, print the signals and KPIs, exit")
     add_config_arg(p)
     p.set_defaults(func=cmd_once)
@@ -71,6 +82,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         if lost is None:
             raise
         raise CliError(str(lost.exceptions[0])) from None
+    return EXIT_OK
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    _check_local_files(cfg)
+    import duckdb
+
+    from agent import storage
+    from agent.storage_guard import first_line
+    from agent.tiering import TieringError, TierSettings, maintain
+
+    con = storage.connect(cfg.agent.db_path)  # held by the agent: one line, exit 2
+    try:
+        result = maintain(con, TierSettings.from_agent(cfg.agent))
+    except (duckdb.Error, OSError, TieringError) as exc:
+        raise CliError(f"maintenance of {cfg.agent.db_path} failed: {first_line(exc)}") from None
+    finally:
+        con.close()
+    print(f"{cfg.agent.db_path}: {result.summary()}")
     return EXIT_OK
 
 

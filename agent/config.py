@@ -82,6 +82,27 @@ class AgentSection(StrictModel):
     snapshot_path: str | None = None
     #: How often the auditor snapshot is rewritten.
     snapshot_every_secs: float = Field(default=3600, ge=60)
+    #: Raw samples stay in the live DuckDB file this long (fractions allowed), so recent data is fast to
+    #: query and the file stays small; older whole UTC days move to the Parquet archive, the current UTC
+    #: day never moves (docs/storage.md).
+    samples_retention_days: float = Field(default=30, gt=0, le=36500)
+    #: Directory of the Parquet archive of raw samples (Hive-partitioned ``date=YYYY-MM-DD``, one zstd
+    #: file per day), so old days stay readable by any Parquet tool; unset = a directory ``archive``
+    #: beside the database file. Must not be db_path, its ``.wal`` or snapshot_path; relative paths are
+    #: relative to the working directory the agent runs in.
+    archive_dir: str | None = None
+    #: Per-tag 1-minute aggregates (``samples_1m`` table) are kept this long, so trends outlive the raw
+    #: samples at a fraction of their size.
+    aggregate_retention_days: float = Field(default=730, gt=0, le=36500)
+    #: Optional budget for database + archive, in GB (1e9 bytes), so the agent cannot fill a shared
+    #: disk; when exceeded the oldest archive days are deleted (never KPIs, alerts or the live database).
+    max_disk_gb: float | None = Field(default=None, gt=0)
+    #: Optional floor of free space on the database's volume, in GB (1e9 bytes), so the database never
+    #: hits a full disk; below it the oldest archive days are deleted.
+    min_free_disk_gb: float | None = Field(default=None, ge=0)
+    #: UTC time (HH:MM) at which the daemon runs the daily tiering and compaction: pick a quiet hour,
+    #: since both read a day of samples and write files.
+    maintain_at: str = "02:30"
     #: Label of the money KPIs and report columns (e.g. ``CNY``, ``EUR``); a label only, no conversion.
     currency: str = Field(default="", max_length=8, pattern=r"^[A-Za-z$€¥£]*$")
     #: Indirect CO2 of purchased electricity, kg/kWh, for the power CO2 KPIs (docs/kpis.md §11 lists
@@ -93,13 +114,14 @@ class AgentSection(StrictModel):
     @field_validator("shifts")
     @classmethod
     def _shifts(cls, v: list[str]) -> list[str]:
+        starts = []
         for s in v:
-            hh, _, mm = s.partition(":")
-            if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+            hh_mm = _hh_mm(s)
+            if hh_mm is None:
                 raise ValueError(f"shift start {s!r} is not HH:MM")
+            starts.append(hh_mm)
         if not v:
             raise ValueError("at least one shift start is needed")
-        starts = [(int(x.partition(":")[0]), int(x.partition(":")[2])) for x in v]
         if len(set(starts)) != len(starts):
             raise ValueError("the same shift start is listed twice")
         return sorted(v)
@@ -109,6 +131,23 @@ class AgentSection(StrictModel):
     def _db_path(cls, v: str) -> str:
         if v in ("", ":memory:"):
             raise ValueError("the agent stores everything in this file: give a file path")
+        return v
+
+    @field_validator("maintain_at")
+    @classmethod
+    def _maintain_at(cls, v: str) -> str:
+        if _hh_mm(v) is None:
+            raise ValueError(f"maintenance time {v!r} is not HH:MM (UTC)")
+        return v
+
+    @field_validator("archive_dir")
+    @classmethod
+    def _archive_dir(cls, v: str | None) -> str | None:
+        # "" would silently mean the working directory; a NUL byte cannot be in any path
+        if v is not None and (v == "" or "\0" in v):
+            raise ValueError(
+                "give a directory path, or leave archive_dir unset for 'archive' beside the database"
+            )
         return v
 
     @field_validator("metrics_host")
@@ -134,33 +173,107 @@ class AgentSection(StrictModel):
             raise _CrossRefError([f"agent.snapshot_path: {problem}"])
         return self
 
+    @model_validator(mode="after")
+    def _archive_not_a_database_file(self) -> AgentSection:
+        problem = _archive_dir_problem(
+            self.db_path, self.snapshot_path, self.archive_path(), self.archive_label()
+        )
+        if problem:
+            raise _CrossRefError([f"agent.archive_dir: {problem}"])
+        return self
+
+    def archive_path(self) -> Path:
+        """The Parquet archive directory: archive_dir, or ``archive`` beside the database file.
+
+        Not resolved: a relative path stays relative to the working directory, like db_path, so
+        the agent and ``check-config`` run from the same directory agree on it.
+        """
+        if self.archive_dir is not None:
+            return Path(self.archive_dir)
+        return Path(self.db_path).parent / "archive"
+
+    def archive_label(self) -> str:
+        """How an error line names the archive directory: the value given, or that it is the default.
+
+        A problem with a directory nobody wrote in the file would otherwise be hard to place.
+        """
+        if self.archive_dir is not None:
+            return repr(self.archive_dir)
+        return f"the default {str(self.archive_path())!r} beside the database"
+
+
+def _hh_mm(text: str) -> tuple[int, int] | None:
+    """``(hour, minute)`` of a UTC time written ``HH:MM`` (ASCII digits), or None when it is not one."""
+    hh, _, mm = text.partition(":")
+    if not (hh.isascii() and hh.isdigit() and mm.isascii() and mm.isdigit()):
+        return None
+    hour, minute = int(hh), int(mm)
+    return (hour, minute) if hour < 24 and minute < 60 else None
+
+
+#: Appended to a path collision when a relative path took part in it, since the cause is then often
+#: the working directory rather than the configuration text.
+_RELATIVE = " (relative paths are taken from the working directory the agent runs in)"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two resolved paths name one file: equal, or hard links / bind mounts of one inode."""
+    return a == b or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
+def _database_file_named(path: str, db_path: str) -> str | None:
+    """Which file of the live database ``path`` names (its file or its WAL), for an error line, or None.
+
+    Both paths are resolved like the agent opens them: relative to the current working directory,
+    symlinks followed (a path that does not exist yet resolves through its parent directory).
+    Local paths only, no network.
+    """
+    db = Path(db_path).resolve()
+    target = Path(path).resolve()
+    wal = db.with_name(db.name + ".wal")
+    shown = "" if Path(db_path).is_absolute() and Path(path).is_absolute() else _RELATIVE
+    if _same_file(target, db):
+        return f"the database file itself (agent.db_path {db_path!r}, both {db}){shown}"
+    if target == wal:
+        return f"the database's write-ahead log {wal} (agent.db_path {db_path!r}){shown}"
+    return None
+
 
 def _snapshot_path_problem(db_path: str, snapshot_path: str | None) -> str | None:
     """Why ``snapshot_path`` would overwrite the live database (or its WAL), or None.
 
     The snapshot is written beside its target and renamed over it, so pointed at the database it
-    silently replaces the file the agent writes. Both paths are resolved like the agent opens them:
-    relative to the current working directory, symlinks followed (a snapshot file that does not
-    exist yet resolves through its parent directory). Local paths only, no network.
+    silently replaces the file the agent writes.
     """
     if not snapshot_path or db_path == ":memory:":
         return None
-    db = Path(db_path).resolve()
-    snap = Path(snapshot_path).resolve()
-    wal = db.with_name(db.name + ".wal")
-    relative = " (relative paths are taken from the working directory the agent runs in)"
-    shown = relative if not (Path(db_path).is_absolute() and Path(snapshot_path).is_absolute()) else ""
-    same_file = snap.exists() and db.exists() and os.path.samefile(snap, db)
-    if snap == db or same_file:
-        return (
-            f"{snapshot_path!r} is the database file itself (agent.db_path {db_path!r}, both {db}){shown}; "
-            "the snapshot would replace the live database: choose another file"
-        )
-    if snap == wal:
-        return (
-            f"{snapshot_path!r} is the database's write-ahead log {wal} (agent.db_path {db_path!r}){shown}; "
-            "the snapshot would replace it: choose another file"
-        )
+    which = _database_file_named(snapshot_path, db_path)
+    if which is None:
+        return None
+    replaced = "the live database" if which.startswith("the database file") else "it"
+    return f"{snapshot_path!r} is {which}; the snapshot would replace {replaced}: choose another file"
+
+
+def _archive_dir_problem(db_path: str, snapshot_path: str | None, archive: Path, label: str) -> str | None:
+    """Why the archive directory ``archive`` (named ``label`` in the line) is one of the agent's files, or None.
+
+    The archive is a directory the agent creates and fills with day files, so it can never also be the
+    database, its WAL or the auditor snapshot: the agent would fail to create it, or the next snapshot
+    would replace it. The default (``archive`` beside the database) is checked too, since a database
+    or snapshot file itself named ``archive`` collides with it.
+    """
+    fix = "give agent.archive_dir a directory of its own"
+    which = _database_file_named(str(archive), db_path)
+    if which is not None:
+        return f"{label} is {which}; the archive is a directory of Parquet files: {fix}"
+    if snapshot_path:
+        snap = Path(snapshot_path).resolve()
+        if _same_file(archive.resolve(), snap):
+            shown = "" if archive.is_absolute() and Path(snapshot_path).is_absolute() else _RELATIVE
+            return (
+                f"{label} is the auditor snapshot file (agent.snapshot_path {snapshot_path!r}, both {snap})"
+                f"{shown}; each snapshot would replace the archive: {fix}"
+            )
     return None
 
 

@@ -45,6 +45,7 @@ _UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("_ms", "ms"),
     ("_secs", "s"),
     ("_days", "days"),
+    ("_gb", "GB (1e9 bytes)"),
     ("_tph", "t/h"),
     ("_kw", "kW"),
     ("_pct", "%"),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from agent.storage import first_row, transaction
+from agent.storage import first_row, samples_source, transaction
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,9 @@ def _export_table(
     # The date of a row is its UTC day, whatever the session time zone; tables without a time for
     # a row (assets never updated) go to the export day.
     date_expr = f"CAST(timezone('UTC', coalesce({tcol}, current_timestamp)) AS DATE)"
-    select = f"SELECT *, {date_expr} AS date FROM {table} {cond}"
+    # samples span both storage tiers (agent/tiering.py): the export reads them through v_samples
+    source = samples_source(con) if table == "samples" else table
+    select = f"SELECT *, {date_expr} AS date FROM {source} {cond}"
     parts = con.execute(f"SELECT DISTINCT site, date FROM ({select})", params).fetchall()
     if not parts:
         return 0

@@ -84,6 +84,22 @@ class AgentMetrics:
         self.rows_written = Counter(
             "kilnwatch_storage_rows_written", "Rows appended to DuckDB, by table", ["table"], registry=r
         )
+        self.archive_days_moved = Counter(
+            "kilnwatch_storage_archive_days_moved",
+            "UTC days of raw samples moved from the live database to the Parquet archive",
+            registry=r,
+        )
+        self.archive_days_deleted = Counter(
+            "kilnwatch_storage_archive_days_deleted",
+            "Archive days deleted to keep agent.max_disk_gb / agent.min_free_disk_gb",
+            registry=r,
+        )
+        self.storage_bytes = Gauge(
+            "kilnwatch_storage_bytes", "Bytes on disk, by tier (database with WAL, archive)", ["tier"], registry=r
+        )
+        self.maintain_failures = Counter(
+            "kilnwatch_storage_maintain_failures", "Daily tiering runs that failed (logged)", registry=r
+        )
         self.rule_eval_duration = Histogram(
             "kilnwatch_rules_evaluation_duration_seconds",
             "Time of one rule-engine tick",

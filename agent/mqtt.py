@@ -141,6 +141,8 @@ class MqttLink:
         self._wire: Wire | None = None
         #: a degraded condition shown in the ``online`` status (:meth:`set_condition`)
         self._condition: str | None = None
+        #: storage tier figures shown in the ``online`` status (:meth:`set_storage`)
+        self._storage: dict[str, Any] = {}
         # outbox drain state of the current connection
         self._pending: deque[OutboxRow] = deque()
         self._inflight: dict[int, OutboxRow] = {}
@@ -496,8 +498,19 @@ class MqttLink:
         if self._wire is not None and self.stats.connected:
             self._wire.publish(self._status_topic, to_json(self._status("online")), qos=1, retain=True)
 
+    def set_storage(self, info: dict[str, Any]) -> None:
+        """The storage tiers' figures (archive days moved and deleted for the disk budget, sizes) for
+        the ``online`` status (docs/storage.md); published at once when connected."""
+        if info == self._storage:
+            return
+        self._storage = dict(info)
+        if self._wire is not None and self.stats.connected:
+            self._wire.publish(self._status_topic, to_json(self._status("online")), qos=1, retain=True)
+
     def _status(self, state: Literal["online", "offline"], *, reason: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"state": state, "site": self._site, "ts": iso_utc(datetime.now(UTC))}
+        if state == "online" and self._storage:
+            out["storage"] = self._storage
         if reason is not None:
             out["reason"] = reason
         elif state == "online" and self._condition is not None:

@@ -27,7 +27,7 @@ from agent.mv_store import (
     period_frame,
     resolve_variable,
 )
-from agent.storage import first_row, transaction
+from agent.storage import first_row, samples_source, transaction
 from common.values import to_utc
 from rules.catalogue import KPI_ROW_SCHEMA
 from rules.mv import (
@@ -211,7 +211,7 @@ def data_end(con: duckdb.DuckDBPyConnection, b: Baseline, start: datetime) -> da
         else:
             row = first_row(
                 con.execute(
-                    "SELECT max(ts) FROM samples WHERE site = ? AND tag IN (SELECT unnest(?::VARCHAR[])) AND ts >= ?",
+                    f"SELECT max(ts) FROM {samples_source(con)} WHERE site = ? AND tag IN (SELECT unnest(?::VARCHAR[])) AND ts >= ?",
                     [b.site, list(var.series), start],
                 )
             )

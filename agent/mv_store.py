@@ -35,7 +35,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from agent.storage import first_row
+from agent.storage import first_row, samples_source
 from common.values import to_utc
 from rules.mv import (
     GRANULARITIES,
@@ -126,8 +126,8 @@ def resolve_site(con: duckdb.DuckDBPyConnection, site: str | None) -> str:
     if site:
         return site
     rows = con.execute(
-        "SELECT DISTINCT site FROM (SELECT DISTINCT site FROM kpi UNION SELECT DISTINCT site FROM samples "
-        "UNION SELECT site FROM assets) ORDER BY 1"
+        "SELECT DISTINCT site FROM (SELECT DISTINCT site FROM kpi "
+        f"UNION SELECT DISTINCT site FROM {samples_source(con)} UNION SELECT site FROM assets) ORDER BY 1"
     ).fetchall()
     sites = [r[0] for r in rows]
     if len(sites) == 1:
@@ -180,7 +180,8 @@ def _tag_has_data(
 ) -> bool:
     row = first_row(
         con.execute(
-            "SELECT 1 FROM samples WHERE site = ? AND tag = ? AND ts >= ? AND ts < ? AND quality = 'good' "
+            f"SELECT 1 FROM {samples_source(con)} WHERE site = ? AND tag = ? AND ts >= ? AND ts < ? "
+            "AND quality = 'good' "
             "AND value IS NOT NULL LIMIT 1",
             [site, tag, start, end],
         )
@@ -244,7 +245,7 @@ def _series_stats(
         table, where = "kpi", "site = $site AND asset = $asset AND kpi = $kpi AND window_secs = $w"
         params.update(asset=asset, kpi=series, w=var.window_secs)
     else:
-        table, where = "samples", "site = $site AND tag = $tag AND quality = 'good'"
+        table, where = samples_source(con), "site = $site AND tag = $tag AND quality = 'good'"
         params.update(tag=series)
     sql = _SERIES_SQL.format(table=table, where=where, bucket=_BUCKETS[granularity])
     out: dict[datetime, tuple[float | None, float, float | None, float | None]] = {}

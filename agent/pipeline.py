@@ -14,6 +14,7 @@ connection to the same database, reading an MVCC snapshot).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -46,6 +47,12 @@ QUEUE_MAX_FRAMES = 1024
 FLUSH_MAX_ROWS = 200_000
 #: KPI rows held in memory while the database cannot take them (a day of 1-min rows of a big site).
 MAX_HELD_KPI_ROWS = 500_000
+#: The maintenance task looks at the wall clock this often (a daily run at agent.maintain_at, UTC) ...
+MAINTAIN_CHECK_SECS = 60.0
+#: ... and checks the disk budget this often (agent.max_disk_gb, agent.min_free_disk_gb).
+BUDGET_CHECK_SECS = 600.0
+#: A stop waits this long for an interrupted maintenance call to roll back.
+MAINTENANCE_STOP_SECS = 10.0
 #: Bound of the shutdown's last rule tick (one ordinary tick's work: tens of ms at 10k tags).
 FINAL_EVALUATION_TIMEOUT_SECS = 10.0
 
@@ -108,6 +115,14 @@ class Agent:
         self._held_kpi: list[pl.DataFrame] = []
         self._held_events: list[AlertEvent] = []
         self._held_written = 0
+        from agent.tiering import TierSettings
+
+        self.tiers = TierSettings.from_agent(cfg.agent)
+        self._last_maintain: datetime | None = None
+        #: archive days deleted for the disk budget since start (MQTT ``status``)
+        self._days_deleted = 0
+        #: the maintenance call running in a worker thread, and its cursor
+        self._maintenance: tuple[asyncio.Future[Any], duckdb.DuckDBPyConnection] | None = None
         self._prepare_db()
 
     # ---------------------------------------------------------------- setup
@@ -120,11 +135,16 @@ class Agent:
 
     def _prepare_db(self) -> None:
         from agent.outbox import ensure_outbox
+        from agent.tiering import create_samples_view, last_maintain, recover
         from agent.views import create_views
 
         ensure_outbox(self.con)
         disable_autocheckpoint(self.con)  # the writer checkpoints while there is room (storage_guard)
         create_views(self.con, shifts=self.cfg.agent.shifts)
+        # a day's move that a crash interrupted is finished before anything reads the archive
+        recover(self.con, self.tiers.archive_dir)
+        create_samples_view(self.con, self.tiers.archive_dir)
+        self._last_maintain = last_maintain(self.con)
         storage.upsert_assets(self.con, self.site, self.cfg.assets)
         a = self.cfg.agent
         storage.upsert_site(
@@ -178,6 +198,7 @@ class Agent:
                         tg.create_task(self._poll(c), name=f"source:{c.name}")
                     tg.create_task(self._writer(), name="writer")
                     tg.create_task(self._evaluator(), name="rules")
+                    tg.create_task(self._maintainer(), name="maintain")
                     if self.mqtt is not None:
                         tg.create_task(self.mqtt.run(), name="mqtt")
                     tg.create_task(self._until(stop), name="stop")
@@ -200,6 +221,7 @@ class Agent:
                     len(self._held_kpi),
                     len(self._held_events),
                 )
+            await self._stop_maintenance()
             self.metrics.close()
             if self._own_con:
                 self.con.close()
@@ -512,6 +534,91 @@ class Agent:
             )
             if rows.height:
                 self._held_kpi.append(rows)  # stored with the next tick's rows (held while disk full)
+
+    # ---------------------------------------------------------------- storage tiers
+    def maintain_due(self, now: datetime) -> bool:
+        """Due when the last run is older than the latest ``maintain_at`` (UTC) at or before ``now``:
+        the daily run, and a run missed while the agent was stopped, caught up at start."""
+        if self._last_maintain is None:
+            return True
+        hh, _, mm = self.cfg.agent.maintain_at.partition(":")
+        slot = now.replace(hour=int(hh), minute=int(mm), second=0, microsecond=0)
+        if slot > now:
+            slot -= timedelta(days=1)
+        return self._last_maintain < slot
+
+    async def _maintainer(self) -> None:
+        """Daily tiering and compaction (agent/tiering.py) and a disk-budget check every 10 minutes,
+        on a second connection in a worker thread: polling and rule ticks go on meanwhile."""
+        from agent.tiering import enforce_budget, maintain
+
+        budget = self.tiers.max_disk_gb is not None or self.tiers.min_free_disk_gb is not None
+        next_budget = 0.0
+        while True:
+            now = now_utc()
+            if self.maintain_due(now):
+                self._last_maintain = now  # a failed run is retried the next day, not every minute
+                result = await self._in_thread(maintain, self.tiers, now=now)
+                if result is not None:
+                    self.metrics.archive_days_moved.inc(len(result.days_moved))
+                    self._note_deleted(len(result.days_deleted))
+                    log.info("storage maintenance: %s", result.summary())
+                next_budget = time.monotonic() + BUDGET_CHECK_SECS
+            elif budget and time.monotonic() >= next_budget:
+                deleted = await self._in_thread(enforce_budget, self.tiers)
+                self._note_deleted(len(deleted or ()))
+                next_budget = time.monotonic() + BUDGET_CHECK_SECS
+            await asyncio.sleep(MAINTAIN_CHECK_SECS)
+
+    async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a storage-maintenance call on its own cursor in a worker thread; failures are logged
+        and counted, never fatal (the samples stay in the live file and the run is retried).
+
+        A stop does not wait for a long move: :meth:`_stop_maintenance` interrupts it (the day's
+        transaction rolls back, agent/tiering.py) before the connection closes.
+        """
+        from agent.tiering import TieringError
+
+        cur = self.con.cursor()
+        fut = asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, cur, *args, **kwargs))
+        self._maintenance = (fut, cur)
+        try:
+            return await asyncio.shield(fut)
+        except (duckdb.Error, OSError, TieringError) as exc:
+            self.metrics.maintain_failures.inc()
+            log.warning("storage maintenance failed (retried later): %s", exc)
+            return None
+        finally:
+            if fut.done():
+                self._maintenance = None
+                cur.close()
+                self._publish_storage()
+
+    async def _stop_maintenance(self) -> None:
+        if self._maintenance is None:
+            return
+        fut, cur = self._maintenance
+        self._maintenance = None
+        if not fut.done():
+            log.info("stopping: interrupting storage maintenance (the day being moved stays live)")
+            cur.interrupt()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(fut), MAINTENANCE_STOP_SECS)
+        cur.close()
+
+    def _note_deleted(self, n: int) -> None:
+        if n:
+            self.metrics.archive_days_deleted.inc(n)
+            self._days_deleted += n
+
+    def _publish_storage(self) -> None:
+        from agent.tiering import storage_figures
+
+        figures = storage_figures(self.tiers)
+        self.metrics.storage_bytes.labels("database").set(figures["database_bytes"])
+        self.metrics.storage_bytes.labels("archive").set(figures["archive_bytes"])
+        if self.mqtt is not None:
+            self.mqtt.set_storage({**figures, "archive_days_deleted": self._days_deleted})
 
     async def _snapshot(self) -> None:
         """Write the auditors' snapshot (``agent.snapshot_path``) every ``snapshot_every_secs``.

@@ -2,8 +2,9 @@
 
 ``check-config`` must reject what ``run`` would fail on at start, without connecting to any device
 (docs/configuration.md). Everything here looks only at the local file system: the database path
-(not a directory, a device or a kernel pseudo-file, its directory creatable), TLS certificates and
-keys, password files and rule packs. Each problem is one line naming the key path, like a model error.
+(not a directory, a device or a kernel pseudo-file, its directory creatable), the Parquet archive
+directory (writable, or creatable), TLS certificates and keys, password files and rule packs. Each
+problem is one line naming the key path, like a model error.
 """
 
 from __future__ import annotations
@@ -34,12 +35,34 @@ def _readable_file(key: str, path: str | None) -> list[str]:
     return []
 
 
+def _pseudo_fs(resolved: Path) -> str | None:
+    """The kernel pseudo-file system (``/proc``, ``/sys``, ``/dev``) a resolved path lies under, or None."""
+    return next((d for d in _PSEUDO if str(resolved) == d or str(resolved).startswith(d + "/")), None)
+
+
+def _creatable(resolved: Path) -> str | None:
+    """Why a path that does not exist yet could not be created, or None.
+
+    The agent creates missing directories itself (the database's at start, the archive's when it
+    first writes there), so what matters is the nearest one that already exists: it must be a
+    directory this user can write and enter.
+    """
+    parent = resolved.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{str(parent)!r} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create it, {str(parent)!r} is not writable by this user"
+    return None
+
+
 def db_path_problem(db_path: str) -> str | None:
     """Why the agent could not keep its database at ``db_path``, or None."""
     p = Path(db_path).expanduser()
     resolved = p.resolve()
-    if any(str(resolved) == d or str(resolved).startswith(d + "/") for d in _PSEUDO):
-        return f"{db_path!r} is under {resolved.parts[1] and '/' + resolved.parts[1]}: give a file on a disk"
+    if (pseudo := _pseudo_fs(resolved)) is not None:
+        return f"{db_path!r} is under {pseudo}: give a file on a disk"
     if p.exists():
         mode = p.stat().st_mode
         if stat.S_ISDIR(mode):
@@ -49,23 +72,44 @@ def db_path_problem(db_path: str) -> str | None:
         if not os.access(p, os.R_OK | os.W_OK):
             return f"{db_path!r} is not readable and writable by this user"
         return None
-    parent = resolved.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"{db_path!r}: {str(parent)!r} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"{db_path!r}: cannot create it, {str(parent)!r} is not writable by this user"
+    if (why := _creatable(resolved)) is not None:
+        return f"{db_path!r}: {why}"
+    return None
+
+
+def archive_dir_problem(archive: Path, label: str) -> str | None:
+    """Why the agent could not keep its Parquet archive in ``archive`` (``label`` names it), or None.
+
+    The daily tiering writes there long after start, at agent.maintain_at: a directory it cannot
+    create or write would only fail then, at night, so it is refused up front like the database.
+    """
+    resolved = archive.resolve()
+    if (pseudo := _pseudo_fs(resolved)) is not None:
+        return f"{label} is under {pseudo}: give a directory on a disk"
+    if resolved.exists():
+        if not resolved.is_dir():
+            return f"{label} exists and is not a directory: give a directory path"
+        if not os.access(resolved, os.W_OK | os.X_OK):
+            return f"{label} is not writable by this user"
+        return None
+    if (why := _creatable(resolved)) is not None:
+        return f"{label}: {why}"
     return None
 
 
 def local_problems(cfg: Config) -> list[str]:
     """Every problem with the local files the configuration names (one line each, key path first)."""
     problems: list[str] = []
-    if (why := db_path_problem(cfg.agent.db_path)) is not None:
-        problems.append(f"agent.db_path: {why}")
+    db_problem = db_path_problem(cfg.agent.db_path)
+    if db_problem is not None:
+        problems.append(f"agent.db_path: {db_problem}")
     if cfg.agent.snapshot_path and (why := db_path_problem(cfg.agent.snapshot_path)) is not None:
         problems.append(f"agent.snapshot_path: {why}")
+    # the default archive sits beside the database: when db_path is unusable, its line says it all
+    if cfg.agent.archive_dir is not None or db_problem is None:
+        why = archive_dir_problem(cfg.agent.archive_path(), cfg.agent.archive_label())
+        if why is not None:
+            problems.append(f"agent.archive_dir: {why}")
     if cfg.mqtt is not None:
         m = cfg.mqtt
         for key in ("ca_file", "cert_file", "key_file", "password_file"):

@@ -38,7 +38,7 @@ from agent.report_html import esc as _esc
 from agent.report_html import num as _num
 from agent.report_html import table as _table
 from agent.report_losses import TARGET_TOLERANCE_KCAL, deviation_totals, loss_waterfalls, waterfall_figure
-from agent.storage import first_row
+from agent.storage import first_row, samples_source
 from agent.views import ensure_views
 from common.values import to_utc
 from rules.assets import TAG_ROLES, as_tag_list
@@ -132,9 +132,9 @@ def _img(doc: _Doc, fig: Figure, alt: str) -> str:
 def _summary(con: duckdb.DuckDBPyConnection, doc: _Doc, site: str, start: datetime, end: datetime) -> None:
     counts = first_row(
         con.execute(
-            """SELECT
+            f"""SELECT
             (SELECT count(*) FROM kpi WHERE site = $s AND ts >= $a AND ts < $b),
-            (SELECT count(*) FROM samples WHERE site = $s AND ts >= $a AND ts < $b),
+            (SELECT count(*) FROM {samples_source(con)} WHERE site = $s AND ts >= $a AND ts < $b),
             (SELECT count(*) FROM alerts WHERE site = $s AND started_at >= $a AND started_at < $b),
             (SELECT count(*) FROM baselines WHERE site = $s)""",
             {"s": site, "a": start, "b": end},
@@ -471,7 +471,7 @@ def last_data_time(con: duckdb.DuckDBPyConnection, site: str) -> datetime | None
     """Time of the site's newest stored sample or KPI window: what the database knows up to."""
     row = first_row(
         con.execute(
-            "SELECT max(t) FROM (SELECT max(ts) AS t FROM samples WHERE site = $s "
+            f"SELECT max(t) FROM (SELECT max(ts) AS t FROM {samples_source(con)} WHERE site = $s "
             "UNION ALL SELECT max(ts + to_seconds(window_secs)) FROM kpi WHERE site = $s)",
             {"s": site},
         )

@@ -136,6 +136,37 @@ DDL: tuple[str, ...] = (
         state VARCHAR NOT NULL,
         detail VARCHAR
     )""",
+    # storage tiers (agent/tiering.py, docs/storage.md): per-tag minute aggregates that outlive the
+    # raw samples, the archive's days, moves interrupted after their commit, days deleted for space
+    """CREATE TABLE IF NOT EXISTS samples_1m (
+        ts TIMESTAMPTZ NOT NULL,
+        site VARCHAR NOT NULL,
+        tag VARCHAR NOT NULL,
+        min DOUBLE,
+        max DOUBLE,
+        mean DOUBLE,
+        last DOUBLE,
+        n BIGINT NOT NULL,
+        n_good BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS archive_days (
+        day DATE PRIMARY KEY,
+        rows BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        moved_at TIMESTAMPTZ NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS archive_pending (
+        day DATE PRIMARY KEY,
+        tmp_path VARCHAR NOT NULL,
+        final_path VARCHAR NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS archive_deletions (
+        day DATE NOT NULL,
+        rows BIGINT,
+        bytes BIGINT NOT NULL,
+        deleted_at TIMESTAMPTZ NOT NULL,
+        reason VARCHAR NOT NULL
+    )""",
 )
 
 
@@ -294,6 +325,16 @@ def connect(path: str | Path, *, read_only: bool = False, recover: bool = False)
     if not read_only:
         ensure_schema(con)
     return con
+
+
+def samples_source(con: duckdb.DuckDBPyConnection) -> str:
+    """``v_samples`` (live ∪ Parquet archive, agent/tiering.py) where the database has it, else ``samples``.
+
+    Everything that reads raw history (reports, baselines) goes through this, so moving old days
+    to the archive changes no figure.
+    """
+    rows = con.execute("SELECT 1 FROM duckdb_views() WHERE view_name = 'v_samples'").fetchall()
+    return "v_samples" if rows else "samples"
 
 
 def first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:

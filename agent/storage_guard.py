@@ -137,11 +137,10 @@ class StorageGuard:
         )
         if not due:
             return False
-        try:
-            free = shutil.disk_usage(Path(self.db_path).resolve().parent).free
-        except OSError:
+        free = free_bytes(self.db_path)
+        if free is None:
             return False
-        if free < 2 * wal + CHECKPOINT_FREE_MARGIN_BYTES:
+        if not room_for_checkpoint(free, wal):
             self.checkpoints_deferred += 1
             if self.checkpoints_deferred == 1:
                 log.warning(
@@ -159,6 +158,30 @@ class StorageGuard:
         self._last_checkpoint = time.monotonic()
         self.checkpoints += 1
         return True
+
+
+def free_bytes(db_path: str | Path) -> int | None:
+    """Free bytes on the database's volume, or None when it cannot be told."""
+    try:
+        return shutil.disk_usage(Path(db_path).resolve().parent).free
+    except OSError:
+        return None
+
+
+def room_for_checkpoint(free: int, wal: int) -> bool:
+    """A checkpoint needs about the WAL's size again in the database file, plus a margin."""
+    return free >= 2 * wal + CHECKPOINT_FREE_MARGIN_BYTES
+
+
+def safe_checkpoint(con: duckdb.DuckDBPyConnection, db_path: str | Path) -> bool:
+    """Checkpoint only when the volume has room for it (a checkpoint that runs out of space
+    invalidates the database); True if it ran."""
+    wal = Path(f"{db_path}.wal")
+    free = free_bytes(db_path)
+    if free is None or not room_for_checkpoint(free, wal.stat().st_size if wal.exists() else 0):
+        return False
+    con.execute("CHECKPOINT")
+    return True
 
 
 def disable_autocheckpoint(con: duckdb.DuckDBPyConnection) -> None:
