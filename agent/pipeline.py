@@ -563,10 +563,12 @@ class Agent:
                     self.metrics.archive_days_moved.inc(len(result.days_moved))
                     self._note_deleted(len(result.days_deleted))
                     log.info("storage maintenance: %s", result.summary())
+                self._publish_storage()
                 next_budget = time.monotonic() + BUDGET_CHECK_SECS
             elif budget and time.monotonic() >= next_budget:
                 deleted = await self._in_thread(enforce_budget, self.tiers)
                 self._note_deleted(len(deleted or ()))
+                self._publish_storage()
                 next_budget = time.monotonic() + BUDGET_CHECK_SECS
             await asyncio.sleep(MAINTAIN_CHECK_SECS)
 
@@ -588,11 +590,14 @@ class Agent:
             self.metrics.maintain_failures.inc()
             log.warning("storage maintenance failed (retried later): %s", exc)
             return None
+        except Exception:  # a bug here must not stop polling: the samples simply stay live
+            self.metrics.maintain_failures.inc()
+            log.exception("storage maintenance failed (retried later)")
+            return None
         finally:
             if fut.done():
                 self._maintenance = None
                 cur.close()
-                self._publish_storage()
 
     async def _stop_maintenance(self) -> None:
         if self._maintenance is None:

@@ -53,6 +53,7 @@ SAMPLE_COLUMNS = "ts, site, tag, value, quality"
 _US_PER_MIN = 60_000_000
 _GB = 1e9
 
+
 #: Test hook, called with the name of each step of a day's move ("copied", "committed", "renamed");
 #: the crash tests replace it with one that kills the process there. A no-op in production.
 def _no_hook(step: str) -> None:
@@ -351,8 +352,12 @@ def move_day(con: duckdb.DuckDBPyConnection, archive: Path, d: date, *, now: dat
 
 
 # ---------------------------------------------------------------- disk budget
+#: archives whose budget cannot be met by deleting archive days (warned once, until it can again)
+_short_of_space: set[str] = set()
+
+
 def enforce_budget(
-    con: duckdb.DuckDBPyConnection, s: TierSettings, *, now: datetime | None = None
+    con: duckdb.DuckDBPyConnection, s: TierSettings, *, now: datetime | None = None, warn: bool = True
 ) -> list[date]:
     """Delete the oldest archive days while over ``max_disk_gb`` or under ``min_free_disk_gb``.
 
@@ -365,12 +370,14 @@ def enforce_budget(
     days = [d for d in archived_days(s.archive_dir) if d not in pending]
     deleted: list[date] = []
     probe = s.db_path.parent if s.db_path is not None else s.archive_dir
-    while days:
+    over = low = False
+    used = free = 0
+    while True:
         used = _db_bytes(s.db_path) + _tree_bytes(s.archive_dir)
         over = s.max_disk_gb is not None and used > s.max_disk_gb * _GB
         free = shutil.disk_usage(probe if probe.exists() else Path(".")).free
         low = s.min_free_disk_gb is not None and free < s.min_free_disk_gb * _GB
-        if not (over or low):
+        if not (over or low) or not days:
             break
         d = days.pop(0)
         folder = day_dir(s.archive_dir, d)
@@ -381,15 +388,27 @@ def enforce_budget(
             if over
             else f"free space {free / _GB:.3f} GB < agent.min_free_disk_gb {s.min_free_disk_gb:g}"
         )
-        shutil.rmtree(folder)
+        # recorded before the files go: a crash in between repeats the deletion, never hides it
         with transaction(con):
             con.execute(
                 "INSERT INTO archive_deletions VALUES (?, ?, ?, ?, ?)",
                 [d, row[0] if row else None, size, now or datetime.now(UTC), reason],
             )
             con.execute("DELETE FROM archive_days WHERE day = ?", [d])
+        shutil.rmtree(folder, ignore_errors=True)
         log.warning("deleted archive day %s (%d bytes, %s rows): %s", d, size, row[0] if row else "?", reason)
         deleted.append(d)
+    key = str(s.archive_dir)
+    if over or low:
+        if warn and key not in _short_of_space:
+            _short_of_space.add(key)
+            log.warning(
+                "no archive day left to delete and still %s: the live database alone needs the room; "
+                "lower agent.samples_retention_days or give the volume more space",
+                f"{used / _GB:.3f} GB used" if over else f"{free / _GB:.3f} GB free",
+            )
+    else:
+        _short_of_space.discard(key)
     return deleted
 
 
@@ -405,7 +424,8 @@ def maintain(
     ensure_schema(con)  # a file written before the tiers existed
     s.archive_dir.mkdir(parents=True, exist_ok=True)
     res.renames_finished, res.orphans_removed = recover(con, s.archive_dir)
-    res.days_deleted = enforce_budget(con, s, now=now)  # room for the day files first, when short
+    # room for the day files first, when short (no warning yet: moving days may be enough)
+    res.days_deleted = enforce_budget(con, s, now=now, warn=False)
     since = _aggregate_since(con, now)
     if since is not None:
         res.aggregate_rows += refresh_aggregates(con, since)

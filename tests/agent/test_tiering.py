@@ -238,3 +238,76 @@ def test_reopened_read_only_the_view_still_reads_the_archive(tmp_path: Path) -> 
         )
     finally:
         ro.close()
+
+
+# ------------------------------------------------------------------------------ kilnwatch maintain
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from agent.cli import main
+
+    try:
+        rc = main(args)
+    except SystemExit as exc:
+        rc = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def maintain_config(tmp_path: Path, retention: float = 3.0) -> Path:
+    from test_config_hardening import BASE
+
+    text = BASE.format(db=tmp_path / "kw.duckdb").replace(
+        "[agent]\n",
+        f'[agent]\nsamples_retention_days = {retention}\narchive_dir = "{tmp_path / "archive"}"\n',
+        1,
+    )
+    cfg = tmp_path / "kilnwatch.toml"
+    cfg.write_text(text)
+    return cfg
+
+
+def test_the_maintain_command_moves_old_days_and_says_what_it_did(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    con = storage.connect(tmp_path / "kw.duckdb")
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    con.execute(  # 100 samples on each of the 5 days before today, none today
+        "INSERT INTO samples SELECT $t - to_days(1 + i // 100) + to_seconds(i % 100), 'plant1', 'x', i, 'good' "
+        "FROM range(0, 500) r(i)",
+        {"t": today},
+    )
+    con.close()
+    rc, out, err = run_cli(["maintain", "--config", str(maintain_config(tmp_path))], capsys)
+    assert rc == 0, err
+    # retention 3 d: now - 3 d falls on today - 3, so the days before it move: today - 4 and today - 5
+    moved = len(list((tmp_path / "archive").glob("date=*/part-0.parquet")))
+    assert moved == 2
+    assert f"moved {moved * 100} samples of {moved} day(s) to the archive" in out
+    con = storage.connect(tmp_path / "kw.duckdb", read_only=True)
+    try:
+        assert count(con, "SELECT count(*) FROM v_samples") == 500
+        assert count(con, "SELECT count(*) FROM samples") == 500 - moved * 100
+    finally:
+        con.close()
+
+
+def test_the_maintain_command_refuses_a_database_in_use_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    cfg = maintain_config(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(tmp_path / 'kw.duckdb')!r}); "
+         "print('open', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        rc, _out, err = run_cli(["maintain", "--config", str(cfg)], capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "in use by another process" in lines[0] and "Traceback" not in err
