@@ -124,12 +124,27 @@ def _export_table(
             shutil.rmtree(part)
     n_row = first_row(con.execute(f"SELECT count(*) FROM ({select})", params))
     base.mkdir(parents=True, exist_ok=True)
-    copy = (
-        f"COPY ({select}) TO {_sql_str(str(base))} (FORMAT parquet, COMPRESSION zstd, "
-        "PARTITION_BY (site, date), FILENAME_PATTERN 'part-{i}', OVERWRITE_OR_IGNORE)"
-    )
-    con.execute(copy, params)
+    copy_to_parquet(con, select, params, base, partition_by=("site", "date"))
     return int(n_row[0]) if n_row else 0
+
+
+def copy_to_parquet(
+    con: duckdb.DuckDBPyConnection,
+    select: str,
+    params: Sequence[object] | dict[str, object],
+    dest: Path,
+    *,
+    partition_by: Sequence[str] = (),
+) -> None:
+    """The one Parquet writer: zstd, DuckDB's ``COPY``; the export's Hive tree and the storage tier's
+    archive days (agent/tiering.py) both come out of it, so their files read the same everywhere.
+
+    With ``partition_by`` ``dest`` is a directory (``part-0.parquet`` per partition), else a file.
+    """
+    options = "FORMAT parquet, COMPRESSION zstd"
+    if partition_by:
+        options += f", PARTITION_BY ({', '.join(partition_by)}), FILENAME_PATTERN 'part-{{i}}', OVERWRITE_OR_IGNORE"
+    con.execute(f"COPY ({select}) TO {_sql_str(str(dest))} ({options})", params)
 
 
 def snapshot_database(con: duckdb.DuckDBPyConnection, dest: str | os.PathLike[str]) -> Path:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from agent.export import copy_to_parquet
 from agent.storage import ensure_schema, first_row, transaction
 from agent.storage_guard import safe_checkpoint
 
@@ -320,10 +321,7 @@ def move_day(con: duckdb.DuckDBPyConnection, archive: Path, d: date, *, now: dat
             if final.exists():
                 n_old = _count(con, f"SELECT count(*) FROM read_parquet({_sql_str(str(final))})")
                 src += f" UNION ALL SELECT {SAMPLE_COLUMNS} FROM read_parquet({_sql_str(str(final))})"
-            con.execute(
-                f"COPY ({src} ORDER BY tag, ts) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)",
-                day,
-            )
+            copy_to_parquet(con, f"{src} ORDER BY tag, ts", day, tmp)
             _fsync_file(tmp)
             n_file = _count(con, f"SELECT count(*) FROM read_parquet({_sql_str(str(tmp))})")
             if n_file != n_live + n_old:
