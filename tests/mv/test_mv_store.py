@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -382,3 +383,26 @@ def test_baseline_without_driver_ranges_excludes_stopped_periods_only(con: duckd
     _stop_and_overload(con)
     rows, _ = mv_savings.compute_savings(con, b, T0 + timedelta(days=12), T0 + timedelta(days=15))
     assert rows["avoided"].is_null().to_list() == [True, False, False]
+
+
+def test_a_baseline_fitted_on_archived_tag_history_is_unchanged(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Raw samples moved to the Parquet archive (agent/tiering.py) still feed baselines through
+    ``v_samples``: the same periods, the same coefficients, to the last bit."""
+    from agent.tiering import TierSettings, maintain
+
+    before = _fit(con)
+    res = maintain(
+        con,
+        TierSettings(archive_dir=tmp_path / "archive", samples_retention_days=1),
+        now=T0 + timedelta(days=40),
+    )
+    assert res.rows_moved > 0 and con.execute("SELECT count(*) FROM samples").fetchall() == [(0,)]
+    after = _fit(con)
+    assert (after.n, after.intercept, after.coefficients, after.cv_rmse) == (
+        before.n,
+        before.intercept,
+        before.coefficients,
+        before.cv_rmse,
+    )
