@@ -125,6 +125,11 @@ def local_problems(cfg: Config) -> list[str]:
     return problems
 
 
+#: Polled this slowly or slower, a minute aggregate row is larger than the raw samples it summarises
+#: (measured: ~31 B per samples_1m row, ~9 B per raw sample; BENCHMARKS.md, storage tiers).
+SLOW_POLL_SECS = 15.0
+
+
 def warnings(cfg: Config) -> list[str]:
     """Settings that are legal but worth a second look (printed by check-config, logged by run)."""
     out: list[str] = []
@@ -146,4 +151,15 @@ def warnings(cfg: Config) -> list[str]:
                         f"sources[{i}].tags: {n!r} and {m!r} overlap in the {tab} table at register {b0} "
                         "(fine if the same registers are read as two types)"
                     )
+    enabled = [s for s in cfg.sources if s.enabled]
+    fastest = min((s.poll_interval_ms for s in enabled), default=0) / 1000
+    a = cfg.agent
+    if fastest >= SLOW_POLL_SECS and a.aggregate_retention_days > a.samples_retention_days:
+        out.append(
+            f"agent.aggregate_retention_days: every source polls every {fastest:g} s or slower, so a "
+            "samples_1m row (about 31 bytes) takes more room than the samples of its minute (about 9 "
+            f"bytes each); {a.aggregate_retention_days:g} days of it can outgrow the raw data: consider "
+            f"keeping it no longer than agent.samples_retention_days ({a.samples_retention_days:g}) "
+            "(docs/storage.md)"
+        )
     return out

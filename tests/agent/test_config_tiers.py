@@ -232,3 +232,24 @@ def test_run_refuses_an_unusable_archive_at_start(tmp_path: Path) -> None:
     )
     assert r.returncode == 2 and r.stderr.startswith("agent.archive_dir: "), r.stderr
     assert "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------------------ slow polling
+@pytest.mark.parametrize(
+    ("poll_ms", "aggregate_days", "warned"),
+    [(60_000, 730, True), (15_000, 730, True), (5_000, 730, False), (60_000, 30, False)],
+)
+def test_check_config_warns_when_minute_aggregates_would_outgrow_the_raw_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], poll_ms: int, aggregate_days: int, warned: bool
+) -> None:
+    # a samples_1m row is ~31 B, a raw sample ~9 B (BENCHMARKS.md): at one sample a minute the
+    # aggregate is larger than what it summarises, and it is kept 730 days by default
+    text = _with_agent_keys(tmp_path, aggregate_retention_days=str(aggregate_days))
+    assert text.count("[[sources]]\n") == 2
+    text = text.replace("[[sources]]\n", f"[[sources]]\npoll_interval_ms = {poll_ms}\n")  # every source
+    rc, out, err = check(tmp_path, text, capsys)
+    assert rc == 0, err
+    lines = [ln for ln in out.splitlines() if ln.startswith("warning: agent.aggregate_retention_days:")]
+    assert len(lines) == (1 if warned else 0), out
+    if warned:
+        assert f"every {poll_ms / 1000:g} s or slower" in lines[0]
