@@ -57,6 +57,11 @@ class AgentSection(StrictModel):
     #: its own per-minute statistics (rolling rule windows live there), so this only has to cover
     #: current_window_secs, a few evaluation periods and late arrivals.
     window_secs: int = Field(default=300, ge=60)
+    #: A change of the wall clock against the monotonic clock larger than this between two checks
+    #: (every sample frame) is a step (NTP correcting a gateway after boot, a manual set): KPI windows
+    #: are closed at the step and none is emitted for skipped time (agent/clock.py). Slewing is far
+    #: slower (at most 0.5 ms/s).
+    clock_step_secs: float = Field(default=2.0, ge=0.5, le=3600)
     #: Current values (MQTT ``kpi`` topic, terminal, rules without ``window``) are the mean of the
     #: raw samples of the last this-many seconds, so at most window_secs. Shorter = a step change is
     #: seen sooner (about current_window_secs / 2 for a threshold halfway, docs/rules.md) but noisier.

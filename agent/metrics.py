@@ -100,6 +100,9 @@ class AgentMetrics:
         self.maintain_failures = Counter(
             "kilnwatch_storage_maintain_failures", "Daily tiering runs that failed (logged)", registry=r
         )
+        self.clock_steps = Counter(
+            "kilnwatch_clock_steps", "Steps of the wall clock detected (recorded in clock_events)", registry=r
+        )
         self.rule_eval_duration = Histogram(
             "kilnwatch_rules_evaluation_duration_seconds",
             "Time of one rule-engine tick",

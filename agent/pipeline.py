@@ -53,6 +53,9 @@ MAINTAIN_CHECK_SECS = 60.0
 BUDGET_CHECK_SECS = 600.0
 #: A stop waits this long for an interrupted maintenance call to roll back.
 MAINTENANCE_STOP_SECS = 10.0
+#: A stop cancels the pollers up to this many times, waiting this long after each (see Agent._until).
+STOP_CANCEL_ROUNDS = 20
+STOP_CANCEL_WAIT_SECS = 0.5
 #: Bound of the shutdown's last rule tick (one ordinary tick's work: tens of ms at 10k tags).
 FINAL_EVALUATION_TIMEOUT_SECS = 10.0
 
@@ -115,6 +118,11 @@ class Agent:
         self._held_kpi: list[pl.DataFrame] = []
         self._held_events: list[AlertEvent] = []
         self._held_written = 0
+        from agent.clock import ClockStep, ClockWatch
+
+        self.clock = ClockWatch(cfg.agent.clock_step_secs)
+        #: a wall-clock step seen since the last tick, and the window frames taken before it
+        self._pre_step: tuple[ClockStep, list[pl.DataFrame]] | None = None
         from agent.tiering import TierSettings
 
         self.tiers = TierSettings.from_agent(cfg.agent)
@@ -194,14 +202,13 @@ class Agent:
         try:
             try:
                 async with asyncio.TaskGroup() as tg:
-                    for c in self.connectors:
-                        tg.create_task(self._poll(c), name=f"source:{c.name}")
+                    sources = [tg.create_task(self._poll(c), name=f"source:{c.name}") for c in self.connectors]
                     tg.create_task(self._writer(), name="writer")
                     tg.create_task(self._evaluator(), name="rules")
                     tg.create_task(self._maintainer(), name="maintain")
                     if self.mqtt is not None:
                         tg.create_task(self.mqtt.run(), name="mqtt")
-                    tg.create_task(self._until(stop), name="stop")
+                    tg.create_task(self._until(stop, sources), name="stop")
             except* _Stop:
                 pass
             # a clean stop (no error, not cancelled): store what the last samples close
@@ -226,8 +233,25 @@ class Agent:
             if self._own_con:
                 self.con.close()
 
-    async def _until(self, stop: asyncio.Event) -> None:
+    async def _until(self, stop: asyncio.Event, sources: Sequence[asyncio.Task[None]] = ()) -> None:
+        """Wait for the stop, end the pollers, then stop the task group.
+
+        Python 3.11's ``asyncio.wait_for`` can swallow a cancellation when the awaited answer arrives
+        at the same moment (CPython gh-86296, fixed in 3.12); the protocol libraries wait for every
+        answer that way, so one cancellation of a poller can be lost and the task group would wait
+        for it for ever. The pollers are therefore cancelled until they have really ended (bounded).
+        """
         await stop.wait()
+        pending = [t for t in sources if not t.done()]
+        for _ in range(STOP_CANCEL_ROUNDS):
+            pending = [t for t in sources if not t.done()]
+            if not pending:
+                break
+            for t in pending:
+                t.cancel()
+            await asyncio.wait(pending, timeout=STOP_CANCEL_WAIT_SECS)
+        else:
+            log.warning("stopping: %d source task(s) did not end after cancellation", len(pending))
         raise _Stop
 
     # ---------------------------------------------------------------- sources
@@ -287,6 +311,7 @@ class Agent:
                 next_flush = time.monotonic() + flush_every
 
     def _accept(self, name: str, frame: pl.DataFrame) -> None:
+        self._note_clock()  # before the frame: it was taken after any step seen now
         self.view.last_frames[name] = frame
         self._pending.append(frame)
         self._pending_rows += frame.height
@@ -408,6 +433,11 @@ class Agent:
     async def evaluate(self, now: datetime) -> None:
         """One rule tick: KPI rows to DuckDB, alert events to the outbox, snapshots to MQTT."""
         assert self.engine is not None
+        self._note_clock()
+        if self._pre_step is not None:
+            await self._close_epoch()
+            if not self._window:  # nothing polled since the step yet: the new engine waits for data
+                return
         await self._update_savings()  # before the tick: it feeds the rules' baseline deviations
         result = await self._run_tick(now, final=False)
         self._store(result)
@@ -425,14 +455,52 @@ class Agent:
             self.metrics.mqtt_connected.set(1 if s.connected else 0)
         await self._snapshot()
 
-    async def _run_tick(self, now: datetime, *, final: bool) -> TickResult:
+    # ---------------------------------------------------------------- clock steps (agent/clock.py)
+    def _note_clock(self) -> None:
+        from agent.clock import announce, record
+
+        step = self.clock.check()
+        if step is None:
+            return
+        announce(step)
+        self.metrics.clock_steps.inc()
+        if self._pre_step is None:
+            self._pre_step = (step, self._window)
+        else:  # a second step before the tick: its frames still close with the first epoch
+            self._pre_step = (self._pre_step[0], self._pre_step[1] + self._window)
+        self._window = []
+        try:
+            record(self.con, self.site, step)
+        except duckdb.Error as exc:
+            log.warning("clock step not recorded in clock_events: %s", exc)
+
+    async def _close_epoch(self) -> None:
+        """Close the windows of the samples before a step at the pre-step time, then go on with a
+        fresh engine that carries the firing episodes over (none resolved or fired twice)."""
+        from rules.engine import RuleEngine
+
+        assert self._pre_step is not None and self.engine is not None
+        step, frames = self._pre_step
+        self._pre_step = None
+        window = pl.concat(frames, how="vertical") if frames else empty_samples()
+        self._store(await self._run_tick(step.wall_before, final=True, window=window))
+        old = self.engine
+        engine = await asyncio.to_thread(RuleEngine, self.cfg.rule_settings())
+        engine.restore(old.open_alerts())
+        for name, values in old.externals().items():
+            engine.set_external(name, values)
+        self.engine = engine
+
+    async def _run_tick(
+        self, now: datetime, *, final: bool, window: pl.DataFrame | None = None
+    ) -> TickResult:
         """The rule tick on the current window, in a worker thread.
 
         Shielded: a stop that cancels the evaluator leaves the tick running, and
         :meth:`_final_evaluation` stores its result before ticking again (one tick at a time).
         """
         assert self.engine is not None
-        window = self.window_frame(now)
+        window = self.window_frame(now) if window is None else window
         t0 = time.perf_counter()
         tick = functools.partial(self.engine.tick, window, now, final=final)
         self._tick = asyncio.get_running_loop().run_in_executor(None, tick)
@@ -458,6 +526,9 @@ class Agent:
                 if self._tick is not None:  # a tick the stop interrupted: keep what it computed
                     pending, self._tick = self._tick, None
                     self._store(await pending)
+                self._note_clock()
+                if self._pre_step is not None:  # a step since the last tick: close before it first
+                    await self._close_epoch()
                 result = await self._run_tick(now_utc(), final=True)
         except TimeoutError:
             log.warning(

@@ -160,6 +160,14 @@ DDL: tuple[str, ...] = (
         tmp_path VARCHAR NOT NULL,
         final_path VARCHAR NOT NULL
     )""",
+    # wall-clock steps the agent detected (agent/clock.py)
+    """CREATE TABLE IF NOT EXISTS clock_events (
+        ts TIMESTAMPTZ NOT NULL,
+        site VARCHAR NOT NULL,
+        step_secs DOUBLE NOT NULL,
+        wall_before TIMESTAMPTZ NOT NULL,
+        note VARCHAR
+    )""",
     """CREATE TABLE IF NOT EXISTS archive_deletions (
         day DATE NOT NULL,
         rows BIGINT,

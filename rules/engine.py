@@ -195,6 +195,10 @@ class RuleEngine:
             a: float(v) for a, v in values.items() if a in known and v is not None and math.isfinite(v)
         }
 
+    def externals(self) -> dict[str, dict[str, float]]:
+        """The values given with :meth:`set_external`, to hand to an engine that replaces this one."""
+        return {name: dict(vals) for name, vals in self._external.items()}
+
     def open_alerts(self) -> list[AlertEvent]:
         """The firing episodes, as their latest firing event (what an outbox would restore)."""
         return [self._open[k] for k in sorted(self._open)]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import pytest_asyncio
 from waiting import wait_until
@@ -19,6 +20,7 @@ from agent import pipeline, storage
 from agent.config import Config, parse_config
 from agent.pipeline import Agent
 from connectors import make_connector
+from connectors.base import Quality, now_utc, sample_frame
 from simulator.runner import SimulatedPlant
 
 READ_FUNCTION_CODES = {1, 2, 3, 4}
@@ -239,3 +241,46 @@ async def test_a_clean_stop_just_after_a_minute_boundary_stores_that_minutes_kpi
     assert open_minute.fetchall() == [(0,)]  # [boundary, stop) has not ended
     con.close()
     assert agent.view.kpi_rows_written >= len(rows)
+
+
+class _SwallowsOneCancel:
+    """A source whose request loses the first cancellation, as Python 3.11's ``asyncio.wait_for``
+    does when the awaited answer arrives at the same moment (CPython gh-86296): the rare fault path
+    behind a daemon that hung on SIGTERM, reproduced deterministically."""
+
+    name = "flaky_lib"
+
+    def __init__(self) -> None:
+        self.swallowed = 0
+        self.closed = False
+
+    async def stream(self) -> AsyncIterator[pl.DataFrame]:
+        try:
+            while True:
+                try:
+                    await asyncio.sleep(0.05)  # a request in flight
+                except asyncio.CancelledError:
+                    if self.swallowed:
+                        raise
+                    self.swallowed += 1  # the library returns the answer instead of cancelling
+                yield sample_frame(now_utc(), ["x"], [1.0], Quality.GOOD)
+        finally:
+            self.closed = True
+
+    async def read_once(self) -> pl.DataFrame:  # pragma: no cover - not used by the daemon
+        raise NotImplementedError
+
+
+@pytest.mark.asyncio
+async def test_a_stop_ends_a_poller_whose_library_swallowed_the_cancellation(tmp_path: Path) -> None:
+    cfg = parse_config({"agent": {"site": "plant1", "db_path": str(tmp_path / "kw.duckdb")}, "sources": []})
+    source = _SwallowsOneCancel()
+    agent = Agent(cfg, connectors=[source])
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    await wait_until(
+        lambda: agent.view.samples_written > 0 or "flaky_lib" in agent.view.last_frames, what="a frame"
+    )
+    stop.set()
+    await asyncio.wait_for(task, 10)  # before the fix: the task group waited for the poller for ever
+    assert source.swallowed == 1 and source.closed
