@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from daemon import start_daemon, stop_daemon
 
 from agent import storage
 from agent.clock import ClockWatch
@@ -102,31 +100,21 @@ async def run_with_step(cfg: Path, tmp_path: Path, step: str) -> tuple[datetime,
     spec = tmp_path / "faketime"
     spec.write_text("+0\n")
     env = {
-        **os.environ,
         "LD_PRELOAD": FAKETIME_LIBS[0],
         "FAKETIME_TIMESTAMP_FILE": str(spec),
         "FAKETIME_NO_CACHE": "1",
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", "run", "--config", str(cfg),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
+    proc = await start_daemon(cfg, env)
     try:
         await asyncio.sleep(12)  # the alert fires (for = 2 s) and 1-min windows are in progress
         assert proc.returncode is None
         before = datetime.now(UTC)
         spec.write_text(f"{step}\n")
         await asyncio.sleep(63 - datetime.now(UTC).second - datetime.now(UTC).microsecond / 1e6)
-        assert proc.returncode is None
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode()
-    assert "wall clock stepped" in err.decode()
+        err = await stop_daemon(proc)
+    assert "wall clock stepped" in err
     return before, datetime.now(UTC)
 
 

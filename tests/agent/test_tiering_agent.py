@@ -9,17 +9,14 @@ loopback. The second agent runs on the real clock with a retention of a few minu
 
 from __future__ import annotations
 
-import asyncio
 import glob
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from daemon import start_daemon, stop_daemon
 from waiting import wait_until
 
 from agent import storage
@@ -53,31 +50,11 @@ def write_config(sim: SimulatedPlant, tmp_path: Path) -> tuple[Path, Path, Path]
 
 
 async def run_agent(cfg: Path, env: dict[str, str], until: object, what: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", "run", "--config", str(cfg),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
-    )  # fmt: skip
+    proc = await start_daemon(cfg, env)
     try:
         await wait_until(lambda: proc.returncode is not None or until(), within=60, what=what)  # type: ignore[operator]
-        assert proc.returncode is None
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode()
-
-
-def stored(db: Path, sql: str) -> int:
-    try:
-        con = storage.connect(db, read_only=True)
-    except Exception:  # still held by the agent: not yet
-        return -1
-    try:
-        return int(con.execute(sql).fetchall()[0][0])
-    finally:
-        con.close()
+        await stop_daemon(proc)
 
 
 @pytest.mark.slow
