@@ -170,12 +170,24 @@ class Agent:
         self.engine = RuleEngine(self.cfg.rule_settings())
         self._window_dtype = self.engine.tag_dtype
         self._window.clear()  # frames kept before the engine existed have String tags
+        self._seed_steady(self.engine)
         open_alerts = load_open_alerts(self.con, self.site)
         self.engine.restore(open_alerts)
         for ev in open_alerts:
             self.view.open_alerts[ev.alert_id] = ev
         if open_alerts:
             log.info("restored %d open alert(s) from the database", len(open_alerts))
+
+    def _seed_steady(self, engine: RuleEngine) -> None:
+        """The stored unsteady minutes of the last 3 h, so ``steady_state_flag``'s "no stop in the last
+        2 h" holds across a restart (rules/steady.py)."""
+        rows = self.con.execute(
+            "SELECT asset, list(epoch_us(ts) + 60000000) FROM kpi WHERE site = ? AND kpi = 'steady_state_flag' "
+            "AND window_secs = 60 AND ts >= ? AND value IS DISTINCT FROM 1 GROUP BY asset",
+            [self.site, now_utc() - timedelta(hours=3)],
+        ).fetchall()
+        for asset, ends in rows:
+            engine.steady.seed(str(asset), [int(e) for e in ends])
 
     # ---------------------------------------------------------------- run
     async def run(self, stop: asyncio.Event | None = None) -> None:

@@ -298,7 +298,8 @@ KPIS: tuple[KpiSpec, ...] = (
         "flag",
         ("kiln",),
         ("kiln_feed_tph", "fuel_tph"),
-        "1 when the window's kiln feed is at least 80 % of nominal, else 0 (informs the loss split)",
+        "1 when the window's kiln feed is at least 80 % of nominal and no 1-min window from 2 h before it "
+        "was below that, stopped or without data (rules/steady.py), else 0 (informs the loss split)",
         "§10",
         params=("nominal_feed_tph",),
     ),

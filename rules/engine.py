@@ -40,6 +40,7 @@ from rules.grades import AssetGrades, grade
 from rules.kpi import to_us
 from rules.packs import Rule, load_rules, render_message
 from rules.state import AlertTracker, Observation, Phase, Transition
+from rules.steady import SteadyTracker
 
 __all__ = ["RuleEngine", "TickResult", "from_us", "suppress_expr"]
 
@@ -104,6 +105,7 @@ class RuleEngine:
         self._orphans: list[AlertEvent] = []
         self._hourly: dict[str, dict[str, float | None]] = {}
         self._external: dict[str, dict[str, float]] = {}
+        self.steady = SteadyTracker()
         self._groups: dict[int | None, list[_Compiled]] = {}
         #: names that are columns of the evaluation frames (messages may show any of them)
         self._columns = (
@@ -218,7 +220,7 @@ class RuleEngine:
         window = self.normalise(window)
         ts = window.get_column("ts")
         self._ingest(window, ts, now_us - (0 if final else self._lateness_us), now_us)
-        kpi_rows = self._close_windows()
+        kpi_rows = self.steady.apply(self._close_windows())  # the flag's 2-h memory (rules/steady.py)
         self._update_rolling()
         self._prune()
         frames = self._evaluation_frames(window, ts, now_us)
