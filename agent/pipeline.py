@@ -123,6 +123,8 @@ class Agent:
         self.clock = ClockWatch(cfg.agent.clock_step_secs)
         #: a wall-clock step seen since the last tick, and the window frames taken before it
         self._pre_step: tuple[ClockStep, list[pl.DataFrame]] | None = None
+        #: the engine was replaced at a step and has not ticked on post-step samples yet
+        self._epoch_waiting = False
         from agent.tiering import TierSettings
 
         self.tiers = TierSettings.from_agent(cfg.agent)
@@ -448,8 +450,8 @@ class Agent:
         self._note_clock()
         if self._pre_step is not None:
             await self._close_epoch()
-            if not self._window:  # nothing polled since the step yet: the new engine waits for data
-                return
+        if not self._epoch_ready(now):
+            return
         await self._update_savings()  # before the tick: it feeds the rules' baseline deviations
         result = await self._run_tick(now, final=False)
         self._store(result)
@@ -486,6 +488,13 @@ class Agent:
         except duckdb.Error as exc:
             log.warning("clock step not recorded in clock_events: %s", exc)
 
+    def _epoch_ready(self, now: datetime) -> bool:
+        """A fresh engine after a step judges nothing before it has a sample at or before ``now``: with
+        the default ``clear`` an evaluation without data would resolve the episodes it carried over."""
+        if self._epoch_waiting and any(f.height and f.item(0, "ts") <= now for f in self._window):
+            self._epoch_waiting = False
+        return not self._epoch_waiting
+
     async def _close_epoch(self) -> None:
         """Close the windows of the samples before a step at the pre-step time, then go on with a
         fresh engine that carries the firing episodes over (none resolved or fired twice)."""
@@ -502,6 +511,7 @@ class Agent:
         for name, values in old.externals().items():
             engine.set_external(name, values)
         self.engine = engine
+        self._epoch_waiting = True
 
     async def _run_tick(
         self, now: datetime, *, final: bool, window: pl.DataFrame | None = None
@@ -541,7 +551,10 @@ class Agent:
                 self._note_clock()
                 if self._pre_step is not None:  # a step since the last tick: close before it first
                     await self._close_epoch()
-                result = await self._run_tick(now_utc(), final=True)
+                now = now_utc()
+                if not self._epoch_ready(now):
+                    return
+                result = await self._run_tick(now, final=True)
         except TimeoutError:
             log.warning(
                 "final rule evaluation did not finish within %g s: the last KPI windows are not stored",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from agent import storage
 from agent.clock import ClockWatch
 from simulator.runner import SimulatedPlant
 
-FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
 RULE = "site.kiln.running"
 # fires within seconds on a running kiln and stays firing: an episode that spans the step
 SITE_RULES = f"""
@@ -94,11 +95,19 @@ def write_config(sim: SimulatedPlant, tmp_path: Path) -> tuple[Path, Path]:
     return cfg, db
 
 
+def set_offset(spec: Path, offset: str) -> None:
+    """Atomically: libfaketime re-reads the file at every clock read, and a reader that caught it
+    truncated would see a step back to real time and forward again."""
+    tmp = spec.with_name(spec.name + ".tmp")
+    tmp.write_text(f"{offset}\n")
+    os.replace(tmp, spec)
+
+
 async def run_with_step(cfg: Path, tmp_path: Path, step: str) -> tuple[datetime, datetime]:
     """Run the daemon ~12 s, step its wall clock by ``step`` (libfaketime syntax), and stop it 3 s
     after the next minute boundary, so the first 1-min window after the step has closed."""
     spec = tmp_path / "faketime"
-    spec.write_text("+0\n")
+    set_offset(spec, "+0")
     env = {
         "LD_PRELOAD": FAKETIME_LIBS[0],
         "FAKETIME_TIMESTAMP_FILE": str(spec),
@@ -110,7 +119,7 @@ async def run_with_step(cfg: Path, tmp_path: Path, step: str) -> tuple[datetime,
         await asyncio.sleep(12)  # the alert fires (for = 2 s) and 1-min windows are in progress
         assert proc.returncode is None
         before = datetime.now(UTC)
-        spec.write_text(f"{step}\n")
+        set_offset(spec, step)
         await asyncio.sleep(63 - datetime.now(UTC).second - datetime.now(UTC).microsecond / 1e6)
     finally:
         err = await stop_daemon(proc)
@@ -145,11 +154,13 @@ async def test_a_forward_step_writes_no_windows_for_the_skipped_hour(
     step_secs, wall_before, wall_after = events[0]
     assert step_secs == pytest.approx(3600, abs=2)
     assert abs((wall_before - before).total_seconds()) < 5  # type: ignore[operator]
-    # nothing stored for the hour that never happened (a window may straddle either edge)
+    # nothing stored for the hour that never happened
+    # (a window that ends after the step holds post-step samples, like the first windows after a
+    # start: the 15-min window the step lands in is one; a window inside the skipped hour is none)
     skipped = query(
         db,
-        "SELECT count(*) FROM kpi WHERE ts > ? AND ts < ?",
-        [wall_before + timedelta(minutes=1), wall_after - timedelta(minutes=1)],  # type: ignore[operator]
+        "SELECT count(*) FROM kpi WHERE ts >= ? AND ts + to_seconds(window_secs) <= ?",
+        [wall_before + timedelta(minutes=1), wall_after],  # type: ignore[operator]
     )
     assert skipped == [(0,)]
     # the engine went on after the step: the first 1-min window after it was closed at the stop

@@ -24,7 +24,7 @@ from agent.tiering import cutoff_day
 from simulator.runner import SimulatedPlant
 
 RETENTION_DAYS = 0.002  # under 3 minutes
-FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
 
 
 @pytest_asyncio.fixture
